@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's tests, exactly what CI runs: set up .venv, then nbdev's three gates and pytest.
+#   1. nbdev-clean changes nothing   (notebooks are committed clean)
+#   2. nbdev-export changes nothing  (mlpipe/ is in sync with nbs/)
+#   3. the README is in sync with nbs/index.ipynb
+#   4. nbdev-test passes             (every notebook cell runs as a test)
+#   5. pytest                        (integration tests: CLI subprocesses, kill -9, real data)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash tools/setup.sh
+export PATH="$PWD/.venv/bin:$PATH" MPLBACKEND=Agg
+snapshot() { find nbs mlpipe README.md -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha256sum; }
+gate() { # gate NAME CMD...: fail when CMD changes any tracked source file
+  local name=$1; shift; local before; before=$(snapshot)
+  "$@" >/dev/null
+  if ! diff <(echo "$before") <(snapshot) >/tmp/mlpipe-gate.diff; then
+    echo "FAIL: $name changed files (run it and commit the result):"; cat /tmp/mlpipe-gate.diff; exit 1
+  fi
+  echo "ok: $name changes nothing"
+}
+gate nbdev-clean nbdev-clean
+gate nbdev-export nbdev-export
+gate "the README build" python tools/readme.py
+start=$(date +%s)
+nbdev-test --n-workers 2
+echo "ok: nbdev-test passed in $(( $(date +%s) - start )) s"
+pytest -q "$@"
