@@ -1,0 +1,40 @@
+"Shared fixtures: a small real data set (scikit-learn's digits) written as a class-folder tree of PNG files."
+import os, shutil, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+def write_digit_pngs(dest: Path, per_class: int):
+    "The first `per_class` digits of each class as 8x8 PNGs in dest/<label>/<index>.png."
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    for label in range(10):
+        idx = np.flatnonzero(d.target == label)[:per_class]
+        (dest/str(label)).mkdir(parents=True, exist_ok=True)
+        for i in idx: Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(dest/str(label)/f"{i:04d}.png")
+    return dest
+
+@pytest.fixture(scope="session")
+def digits_raw(tmp_path_factory):
+    "40 real digits per class (400 PNGs)."
+    return write_digit_pngs(tmp_path_factory.mktemp("raw")/"digits", 40)
+
+def run_mlpipe(*args, cwd, timeout=300):
+    "Run the `mlpipe` command as a user would, in a subprocess."
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("MLPIPE_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "mlpipe", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+# Small, fast settings on top of the repository's own config.yaml.
+TINY = ["augment.workers=1", "augment.copies=1", "train.epochs=2", "train.progress=false",
+        "model.backbone={name: small_cnn, channels: [8, 16]}", "early_stop.patience=null"]
+
+@pytest.fixture
+def project(tmp_path, digits_raw):
+    "A user's project folder: the repo's config.yaml and the raw digits."
+    shutil.copy(REPO/"config.yaml", tmp_path/"config.yaml")
+    shutil.copytree(digits_raw, tmp_path/"data/raw/digits")
+    return tmp_path
