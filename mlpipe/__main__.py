@@ -7,7 +7,7 @@ Docs: https://mlpipe.github.io/mlpipe/main.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/08_main.ipynb #623865c4
+# %% ../nbs/08_main.ipynb #d1110084
 from .cli import main
 import sys
 

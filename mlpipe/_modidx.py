@@ -471,4 +471,5 @@ d = { 'settings': { 'branch': 'main',
                                 'mlpipe.trainer.load_checkpoint': ('trainer.html#load_checkpoint', 'mlpipe/trainer.py'),
                                 'mlpipe.trainer.pick_device': ('trainer.html#pick_device', 'mlpipe/trainer.py'),
                                 'mlpipe.trainer.save_checkpoint': ('trainer.html#save_checkpoint', 'mlpipe/trainer.py'),
-                                'mlpipe.trainer.set_rng_state': ('trainer.html#set_rng_state', 'mlpipe/trainer.py')}}}
+                                'mlpipe.trainer.set_rng_state': ('trainer.html#set_rng_state', 'mlpipe/trainer.py'),
+                                'mlpipe.trainer.write_atomic': ('trainer.html#write_atomic', 'mlpipe/trainer.py')}}}

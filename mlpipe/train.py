@@ -7,7 +7,7 @@ Docs: https://mlpipe.github.io/mlpipe/train.html.md"""
 # %% auto #0
 __all__ = ['seed_everything', 'make_run_dir', 'write_records', 'run_status', 'build_callbacks', 'augment_data', 'train']
 
-# %% ../nbs/04_train.ipynb #7a6b04f6
+# %% ../nbs/04_train.ipynb #814fbd27
 import json, os, platform, random, socket, subprocess, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -26,7 +26,7 @@ from .model import build_model
 from .runs import plot_metrics, write_json_atomic
 from .trainer import CancelFitException, Trainer, pick_device
 
-# %% ../nbs/04_train.ipynb #3463151d
+# %% ../nbs/04_train.ipynb #8f4020e4
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch, and prefer deterministic algorithms."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
@@ -34,7 +34,7 @@ def seed_everything(seed: int):
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
 
-# %% ../nbs/04_train.ipynb #62fe28b1
+# %% ../nbs/04_train.ipynb #14aa5ea0
 def make_run_dir(root: str | Path, run_name: str | None = None) -> Path:
     "Create and return a new, empty `root/log_<run_name>` (a suffix is added when the name is taken)."
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
@@ -45,7 +45,7 @@ def make_run_dir(root: str | Path, run_name: str | None = None) -> Path:
         except FileExistsError: continue
     raise RuntimeError(f"{root}: no free run directory name for {name!r}")
 
-# %% ../nbs/04_train.ipynb #cc25bed0
+# %% ../nbs/04_train.ipynb #8590a096
 def _git_commit() -> str | None:
     try: return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): return None
@@ -60,7 +60,7 @@ def write_records(run_dir: Path, cfg: Config, device: torch.device):
         "git_commit": _git_commit(), "seed": cfg.seed, "device": str(device),
         "world_size": int(os.environ.get("WORLD_SIZE", 1))})
 
-# %% ../nbs/04_train.ipynb #dfb367f4
+# %% ../nbs/04_train.ipynb #95ef9e5d
 @contextmanager
 def run_status(run_dir: Path):
     "Record `running`, then `finished`, `stopped` (early stop or Ctrl-C) or `failed` with the error."
@@ -72,18 +72,21 @@ def run_status(run_dir: Path):
     except BaseException as e: end("failed", message=f"{type(e).__name__}: {e}"); raise
     else: end(st.get("end", "finished"))
 
-# %% ../nbs/04_train.ipynb #f25890b2
+# %% ../nbs/04_train.ipynb #b8c22e4d
 def build_callbacks(cfg: Config, run_dir: Path) -> list:
     "The trainer's callbacks for this config."
     mon = dict(monitor=cfg.monitor.key, mode=cfg.monitor.mode)
     cbs = [CsvLogger(run_dir/"metrics.csv"), Checkpoint(run_dir, **mon, config=cfg.to_dict())]
     if cfg.early_stop.patience is not None: cbs.append(EarlyStopping(**mon, patience=cfg.early_stop.patience, min_delta=cfg.early_stop.min_delta))
-    if cfg.scheduler: cbs.append(LRScheduler(**{"monitor": cfg.monitor.key, "mode": cfg.monitor.mode} if cfg.scheduler.get("name") == "plateau" else {}, **cfg.scheduler))
+    if cfg.scheduler:
+        sched = dict(cfg.scheduler)
+        if "name" not in sched: raise ValueError(f"scheduler: needs a name (step, cosine, onecycle, plateau), got {cfg.scheduler}")
+        cbs.append(LRScheduler(sched.pop("name"), **{**mon, **sched}))  # monitor/mode matter to `plateau` only
     if cfg.train.progress: cbs.append(ProgressBar())
     cbs.append(LivePlot())
     return cbs
 
-# %% ../nbs/04_train.ipynb #249f3870
+# %% ../nbs/04_train.ipynb #a67b6cec
 def augment_data(cfg: Config, dry_run: bool = False):
     "Run the augmentation stage with this config's keys; returns its report."
     return augment(cfg.data.raw_dir, cfg.manifest.parent, recipe=cfg.augment.recipe, copies=cfg.augment.copies,
@@ -91,7 +94,7 @@ def augment_data(cfg: Config, dry_run: bool = False):
                    scanner_args=cfg.data.scanner_args, workers=cfg.augment.workers, max_bytes=cfg.augment.max_bytes,
                    dry_run=dry_run)
 
-# %% ../nbs/04_train.ipynb #8db1a80f
+# %% ../nbs/04_train.ipynb #4fa9dbec
 def train(cfg: Config,  # A resolved config (see `load_config`)
           resume: str | Path | None = None,  # A run directory to continue from its last.pt
          ) -> Path:
@@ -113,6 +116,6 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                       compile=cfg.train.compile)
     with run_status(run_dir) as status:
         trainer.fit(train_dl, val_dl, cfg.train.epochs, resume=run_dir/"last.pt" if resume else None)
-        if trainer.stopped_early: status["end"] = "stopped"
+        if trainer.stop_reason: status["end"] = "stopped"
     plot_metrics(run_dir)
     return run_dir

@@ -59,11 +59,11 @@ def test_resume_continues_at_the_next_epoch(augmented):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "config.yaml", "train.epoch=3"], "error: train.epoch: unknown key; did you mean train.epochs?"),
-    (["train", "config.yaml", "train.epochs=three"], "error: train.epochs: expected int, got str ('three')"),
+    (["train", "config.yaml", "train.grad_clip=big"], "error: train.grad_clip: expected float or null, got str ('big')"),
     (["train", "missing.yaml"], "error: config file not found: missing.yaml"),
-    (["run", "config.yaml", "data.raw_dir=data/raw/nothing"], "error: "),
-    (["train", "config.yaml", "augment.version=never-made"], "error: "),
-    (["train", "config.yaml", "model.backbone={name: no_such_net}"], "error: "),
+    (["run", "config.yaml", "data.raw_dir=data/raw/nothing"], "error: raw_dir not found: data/raw/nothing"),
+    (["train", "config.yaml", "augment.version=never-made"], "error: manifest not found: data/processed/never-made/manifest.csv"),
+    (["train", "config.yaml", "model.head={name: no_such_head}"], "error: model.head: unknown name 'no_such_head'"),
     (["train", "--resume", "checkpoint/log_nope"], "error: checkpoint/log_nope: not a run directory"),
 ])
 def test_user_errors_are_one_line_exit_2_and_write_nothing(augmented, args, message):
