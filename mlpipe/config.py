@@ -6,17 +6,17 @@ Docs: https://mlpipe.github.io/mlpipe/config.html.md"""
 
 # %% auto #0
 __all__ = ['DataCfg', 'AugmentCfg', 'SplitCfg', 'TfCfg', 'LoaderSplitCfg', 'LoaderCfg', 'ModelCfg', 'CheckpointCfg', 'TrainCfg',
-           'MonitorCfg', 'EarlyStopCfg', 'Config', 'ConfigError', 'from_dict', 'YamlLoader', 'yaml_load',
-           'apply_override', 'load_config', 'dump_config', 'config_reference']
+           'MonitorCfg', 'EarlyStopCfg', 'LogCfg', 'NotifyCfg', 'RegistryCfg', 'Config', 'ConfigError', 'from_dict',
+           'YamlLoader', 'yaml_load', 'apply_override', 'load_config', 'dump_config', 'config_reference']
 
-# %% ../nbs/05_config.ipynb #1e6b2395
+# %% ../nbs/05_config.ipynb #73734bfd
 import difflib, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from pathlib import Path
 from typing import Literal, Any
 import yaml
 
-# %% ../nbs/05_config.ipynb #4fd2fc85
+# %% ../nbs/05_config.ipynb #c8266abd
 @dataclass
 class DataCfg:
     "Where raw data is and how it is scanned."
@@ -95,6 +95,24 @@ class EarlyStopCfg:
     min_delta: float = 0.0  # Smallest change that counts as an improvement
 
 @dataclass
+class LogCfg:
+    "Loggers besides metrics.csv (optional packages: `pip install mlpipe[tensorboard]`, `mlpipe[mlflow]`)."
+    tensorboard: bool = False  # Also write TensorBoard event files to `<run_dir>/tb/`
+    mlflow: str | None = None  # MLflow tracking URI to log params and curves to, e.g. `sqlite:///mlflow.db`; null: no MLflow
+    mlflow_experiment: str = "mlpipe"  # MLflow experiment that training runs are logged under
+
+@dataclass
+class NotifyCfg:
+    "Say when a run ends or fails; a notification that fails only warns."
+    command: str | None = None  # Shell command run at the end, the summary in `MLPIPE_*` environment variables; null: none
+    webhook: str | None = None  # URL that gets the summary as a JSON POST at the end; null: none
+
+@dataclass
+class RegistryCfg:
+    "Where `mlpipe register` puts models and `mlpipe predict NAME:latest` finds them."
+    uri: str | None = None  # null: the folder `registry/`; a folder path; or an MLflow URI such as `sqlite:///mlflow.db`
+
+@dataclass
 class Config:
     "Everything an experiment chooses."
     seed: int = 42  # Seeds Python, NumPy, torch, loader workers and the augmentation
@@ -114,6 +132,9 @@ class Config:
     monitor: MonitorCfg = field(default_factory=MonitorCfg)  # The monitored value
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)  # Run directories
     train: TrainCfg = field(default_factory=TrainCfg)  # The loop
+    log: LogCfg = field(default_factory=LogCfg)  # TensorBoard, MLflow tracking
+    notify: NotifyCfg = field(default_factory=NotifyCfg)  # End-of-run notifications
+    registry: RegistryCfg = field(default_factory=RegistryCfg)  # Registered models
 
     @property
     def manifest(self) -> Path:
@@ -124,11 +145,11 @@ class Config:
         "Plain dict of every key (for snapshots and checkpoints)."
         return asdict(self)
 
-# %% ../nbs/05_config.ipynb #272b43d1
+# %% ../nbs/05_config.ipynb #eeb91892
 class ConfigError(ValueError):
     "A configuration a user wrote is wrong; the message names the key."
 
-# %% ../nbs/05_config.ipynb #e8eee856
+# %% ../nbs/05_config.ipynb #1985d056
 def _type_name(t) -> str:
     "Readable name of a type annotation."
     if t is type(None): return "null"
@@ -182,7 +203,7 @@ def from_dict(cls, d: dict, prefix: str = ""):
             raise ConfigError(f"{key}: unknown key" + (f"; did you mean {near[0]}?" if near else f"; known keys here: {', '.join(sorted(names))}"))
     return cls(**{k: _check(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in d.items()})
 
-# %% ../nbs/05_config.ipynb #b6430f6c
+# %% ../nbs/05_config.ipynb #1c4cf506
 import re
 
 class YamlLoader(yaml.SafeLoader):
@@ -198,7 +219,7 @@ def yaml_load(text: str):
     "Parse YAML text safely, with YAML 1.2 floats."
     return yaml.load(text, Loader=YamlLoader)
 
-# %% ../nbs/05_config.ipynb #2ed0ab8e
+# %% ../nbs/05_config.ipynb #e0f3b044
 def apply_override(d: dict, override: str) -> dict:
     "Set one `dotted.key=value` in nested dict `d` (value parsed as YAML); returns `d`."
     key, sep, raw = override.partition("=")
@@ -213,7 +234,7 @@ def apply_override(d: dict, override: str) -> dict:
     node[last] = value
     return d
 
-# %% ../nbs/05_config.ipynb #9ebfac86
+# %% ../nbs/05_config.ipynb #44841098
 def load_config(path: str | Path | None = None,  # A config.yaml; None: the defaults only
                 overrides: list[str] = ()  # `dotted.key=value` strings applied in order
                ) -> Config:
@@ -230,12 +251,12 @@ def load_config(path: str | Path | None = None,  # A config.yaml; None: the defa
     for o in overrides: apply_override(raw, o)
     return from_dict(Config, raw)
 
-# %% ../nbs/05_config.ipynb #7765446b
+# %% ../nbs/05_config.ipynb #b949865c
 def dump_config(cfg: Config) -> str:
     "YAML text of the resolved config, keys in schema order."
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
-# %% ../nbs/05_config.ipynb #346dd16b
+# %% ../nbs/05_config.ipynb #7bd2973a
 def config_reference(cls=None, prefix: str = "") -> str:
     "Markdown table of every config key: key, type, default, meaning (from the schema's comments)."
     from fastcore.docments import docments

@@ -6,15 +6,16 @@ Docs: https://mlpipe.github.io/mlpipe/runs.html.md"""
 
 # %% auto #0
 __all__ = ['write_json_atomic', 'read_status', 'read_metrics', 'metrics_figure', 'plot_metrics', 'run_summary', 'list_runs',
-           'Run']
+           'Run', 'resolve_run', 'read_config', 'flatten_dict', 'run_label', 'config_diff', 'compare_figure',
+           'compare_runs']
 
-# %% ../nbs/07_runs.ipynb #7fba2854
+# %% ../nbs/07_runs.ipynb #56d7a130
 import json, os, socket
 from pathlib import Path
 import pandas as pd
 import yaml
 
-# %% ../nbs/07_runs.ipynb #a6361824
+# %% ../nbs/07_runs.ipynb #bdf4253f
 def write_json_atomic(path: Path, obj: dict):
     "Write `obj` as JSON to `path` via a temp file, fsync and rename: readers see the old or the new file, never half."
     path = Path(path)
@@ -38,14 +39,14 @@ def read_status(run_dir: Path) -> dict:
         st["status"] = "interrupted"
     return st
 
-# %% ../nbs/07_runs.ipynb #c26a492b
+# %% ../nbs/07_runs.ipynb #6ae5de8d
 def read_metrics(run_dir: Path) -> pd.DataFrame:
     "The run's metrics.csv as a DataFrame (empty when the run has no finished epoch yet)."
     p = Path(run_dir)/"metrics.csv"
     if not p.exists() or p.stat().st_size == 0: return pd.DataFrame()
     return pd.read_csv(p)
 
-# %% ../nbs/07_runs.ipynb #a7808c97
+# %% ../nbs/07_runs.ipynb #b2194579
 def _metric_names(df: pd.DataFrame) -> list[str]:
     "Metric names present as train_<m> or val_<m> columns, loss first."
     names = []
@@ -81,7 +82,7 @@ def plot_metrics(run_dir: Path, out: Path | None = None) -> Path:
     os.replace(tmp, out)
     return out
 
-# %% ../nbs/07_runs.ipynb #535abd5d
+# %% ../nbs/07_runs.ipynb #6b906a67
 def run_summary(run_dir: Path) -> dict:
     "One row describing a run directory."
     run_dir = Path(run_dir)
@@ -102,7 +103,7 @@ def list_runs(root: Path = Path("checkpoint")) -> pd.DataFrame:
     dirs = sorted(d for d in Path(root).glob("log_*") if d.is_dir())
     return pd.DataFrame([run_summary(d) for d in dirs], columns=cols)
 
-# %% ../nbs/07_runs.ipynb #1af07bea
+# %% ../nbs/07_runs.ipynb #d4cf0908
 class Run:
     "A run directory, readable from a notebook."
     def __init__(self, run_dir): self.dir = Path(run_dir)
@@ -117,3 +118,80 @@ class Run:
         if df.empty: return html + "<p>no finished epoch yet</p>"
         buf = io.BytesIO(); metrics_figure(df, self.dir.name).savefig(buf, format="png", dpi=80)
         return html + df.to_html(index=False, float_format="%.4g") + f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+# %% ../nbs/07_runs.ipynb #9eb89476
+def resolve_run(run: str | Path, root: str | Path = "checkpoint") -> Path:
+    "The run directory `run` names: a path, or `<root>/log_<run>`."
+    for d in (Path(run), Path(root)/f"log_{run}"):
+        if d.is_dir(): return d
+    raise FileNotFoundError(f"run not found: {run} (neither a directory nor {Path(root)/f'log_{run}'})")
+
+def read_config(run_dir: Path) -> dict:
+    "The run's resolved config (`config.snapshot.yaml`) as a plain dict; empty when missing."
+    try: return yaml.safe_load((Path(run_dir)/"config.snapshot.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError): return {}
+
+# %% ../nbs/07_runs.ipynb #2e901776
+def flatten_dict(d: dict, prefix: str = "") -> dict:
+    "A nested dict as {dotted.key: leaf value}; lists and empty dicts are leaves."
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v: out.update(flatten_dict(v, key + "."))
+        else: out[key] = v
+    return out
+
+def run_label(run_dir: Path) -> str:
+    "How a run is named in tables and legends: its directory name without `log_`."
+    return Path(run_dir).name.removeprefix("log_")
+
+def config_diff(run_dirs: list) -> pd.DataFrame:
+    "The config keys whose values differ between runs: one row per dotted key, one column per run."
+    flat = {run_label(d): flatten_dict(read_config(d)) for d in run_dirs}
+    keys = list(dict.fromkeys(k for f in flat.values() for k in f))
+    missing = "(missing)"  # a key one run's config does not have (an older schema)
+    rows = {k: [f.get(k, missing) for f in flat.values()] for k in keys}
+    rows = {k: v for k, v in rows.items() if any(repr(x) != repr(v[0]) for x in v[1:])}
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=list(flat)) if rows else pd.DataFrame(columns=list(flat))
+    df.index.name = "key"
+    return df
+
+# %% ../nbs/07_runs.ipynb #8a920983
+def compare_figure(run_dirs: list, title: str = ""):
+    "A matplotlib Figure overlaying the runs' curves: a panel per metric, a colour per run (val solid, train dashed)."
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    runs = {run_label(d): (read_metrics(d), read_config(d).get("monitor") or {}) for d in run_dirs}
+    names = list(dict.fromkeys(n for df, _ in runs.values() for n in _metric_names(df)))
+    names = sorted(names, key=lambda n: n != "loss") or ["loss"]
+    fig = Figure(figsize=(4.5 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for i, (label, (df, mon)) in enumerate(runs.items()):
+        color = f"C{i % 10}"
+        for ax, name in zip(axes, names):
+            for split, style in (("val", "-"), ("train", "--")):
+                col = f"{split}_{name}"
+                if col in df: ax.plot(df["epoch"], df[col], style, color=color, marker="o" if split == "val" else None,
+                                      ms=3, label=f"{label} {split}")
+            key = mon.get("key")
+            if key == f"val_{name}" and key in df and df[key].notna().any():
+                best = df[key].idxmax() if mon.get("mode", "min") == "max" else df[key].idxmin()
+                ax.plot(df["epoch"][best], df[key][best], "*", color=color, ms=14, mec="black", mew=.6)
+    for ax, name in zip(axes, names):
+        ax.set_title(name); ax.set_xlabel("epoch"); ax.grid(alpha=.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title or "compare: " + ", ".join(runs))
+    return fig
+
+def compare_runs(run_dirs: list,  # Run directories (see `resolve_run`)
+                 out: str | Path = "compare.png",  # Where the overlaid curves are written
+                ) -> tuple[pd.DataFrame, Path]:
+    "Config differences and overlaid curves of several runs; returns (differences, image path)."
+    if len(run_dirs) < 2: raise ValueError(f"compare needs at least two runs, got {len(run_dirs)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.png")
+    compare_figure(run_dirs).savefig(tmp, dpi=100)
+    os.replace(tmp, out)
+    return config_diff(run_dirs), out

@@ -24,4 +24,10 @@ gate "the README build" python tools/readme.py
 start=$(date +%s)
 nbdev-test --n-workers 2
 echo "ok: nbdev-test passed in $(( $(date +%s) - start )) s"
+# The docs site (issue #8, tools/docs.py): each notebook run in a fresh Jupyter kernel, processed by nbdev, rendered to
+# _docs/. A gate too: it refreshes nbdev's Quarto files (nbs/nbdev.yml, nbs/sidebar.yml), which must be committed current.
+# pytest's tests/test_docs.py then loads every page in headless Chromium; tests/test_notebooks.py runs each notebook again.
+start=$(date +%s)
+gate "the docs build" python tools/docs.py
+echo "ok: docs site built in _docs/ in $(( $(date +%s) - start )) s"
 pytest -q "$@"

@@ -1,0 +1,142 @@
+"""Distributed training through the real `torchrun`: 2 processes on the CPU (gloo), the whole pipeline.
+No GPU here: the nccl path is not exercised."""
+import json, os, shutil, subprocess, sys, time
+from pathlib import Path
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, TINY, run_mlpipe
+
+# Validation in batches of 8 over 43 samples: the two processes see 22 and 21 (3 batches each), so a padded
+# sampler would count one sample twice.
+DDP = [*TINY, "loader.val={batch_size: 8}"]
+
+def torchrun(*args, cwd, nproc=2, timeout=240, env=None):
+    "`torchrun --standalone --nproc_per_node=N -m mlpipe ARGS`, as a user would type it (standalone: a free port)."
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+    env.pop("MLPIPE_DEBUG", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "mlpipe", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+def last_line(r): return r.stdout.strip().splitlines()[-1]
+
+@pytest.fixture(scope="module")
+def augmented(tmp_path_factory, digits_raw):
+    "A project with the digits augmented once (628 train, 43 val rows) for all the tests of this file."
+    root = tmp_path_factory.mktemp("ddp")
+    shutil.copy(REPO/"config.yaml", root/"config.yaml")
+    shutil.copytree(digits_raw, root/"data/raw/digits")
+    r = run_mlpipe("augment", "config.yaml", *TINY, cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root
+
+@pytest.fixture(scope="module")
+def ddp_run(augmented):
+    "Two processes, two epochs: the run directory."
+    r = torchrun("train", "config.yaml", *DDP, "run_name=ddp", cwd=augmented)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines() == ["checkpoint/log_ddp"], r.stdout  # printed once, by rank 0
+    return augmented/"checkpoint/log_ddp"
+
+def test_ddp_writes_one_run(ddp_run):
+    assert sorted(p.name for p in ddp_run.parent.iterdir()) == ["log_ddp"]
+    files = {p.name for p in ddp_run.iterdir()}
+    assert {"best.pt", "last.pt", "last.pt.bak", "metrics.csv", "metrics.png", "config.snapshot.yaml", "env.json",
+            "status.json"} <= files
+    assert not [f for f in files if ".tmp" in f]
+    m = pd.read_csv(ddp_run/"metrics.csv")
+    assert list(m.epoch) == [1, 2]
+    assert list(m.step) == [5, 10]  # 628 items / 2 processes = 314 per process = 5 batches of 64
+    assert json.loads((ddp_run/"env.json").read_text())["world_size"] == 2
+    assert json.loads((ddp_run/"status.json").read_text())["status"] == "finished"
+
+def evaluate(project: Path, run_dir: Path, ckpt: str) -> tuple[dict, int]:
+    "The validation loss and metrics of a checkpoint's weights, computed in this one process over the whole val split."
+    from mlpipe.config import load_config
+    from mlpipe.dataset import ManifestDataset, build_transforms, make_loader
+    from mlpipe.metrics import build_loss, build_metrics
+    from mlpipe.model import build_model
+    from mlpipe.trainer import load_checkpoint
+    cfg = load_config(run_dir/"config.snapshot.yaml")
+    train_ds = ManifestDataset(project/cfg.manifest, "train")
+    val_ds = ManifestDataset(project/cfg.manifest, "val", build_transforms(cfg.tf.val))
+    model = build_model({"backbone": cfg.model.backbone, "head": cfg.model.head}, train_ds.info["n_outputs"], train_ds.info)
+    state = load_checkpoint(run_dir/ckpt)
+    model.load_state_dict(state["model"])  # the plain module's keys: no "module." prefix
+    model.eval()
+    loss_fn, metrics = build_loss(cfg.loss), build_metrics(cfg.metrics)
+    total, n = 0.0, 0
+    with torch.inference_mode():
+        for b in make_loader(val_ds, {"batch_size": 1000}, seed=0):  # one batch: other batching than the run's
+            pred = model(b["x"])
+            total += float(loss_fn(pred, b["y"])) * len(b["y"]); n += len(b["y"])
+            for m in metrics: m.update(pred, b["y"])
+    return {"epoch": state["epoch"], "val_loss": total / n, **{f"val_{m.name}": m.compute() for m in metrics}}, n
+
+def test_ddp_validation_equals_one_process_evaluating_best_pt(ddp_run):
+    values, n = evaluate(ddp_run.parent.parent, ddp_run, "best.pt")
+    assert n == 43
+    row = pd.read_csv(ddp_run/"metrics.csv").set_index("epoch").loc[values["epoch"]]
+    assert row["val_accuracy"] == pytest.approx(values["val_accuracy"], abs=1e-12)  # counts: exact
+    assert row["val_macro_f1"] == pytest.approx(values["val_macro_f1"], abs=1e-12)
+    assert row["val_loss"] == pytest.approx(values["val_loss"], rel=1e-5)  # float32 losses summed in another order
+
+def test_ddp_resume_continues_and_loads_in_one_process(ddp_run):
+    project = ddp_run.parent.parent
+    r = torchrun("train", "--resume", ddp_run, "train.epochs=3", cwd=project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert last_line(r) == str(ddp_run)
+    assert list(pd.read_csv(ddp_run/"metrics.csv").epoch) == [1, 2, 3]
+    # the DDP checkpoint goes on in a single process
+    r = run_mlpipe("train", "--resume", ddp_run, "train.epochs=4", cwd=project)
+    assert r.returncode == 0, r.stderr
+    m = pd.read_csv(ddp_run/"metrics.csv")
+    assert list(m.epoch) == [1, 2, 3, 4] and list(m.step) == [5, 10, 15, 25]  # 10 steps per epoch alone
+    assert sorted(p.name for p in ddp_run.parent.iterdir()) == ["log_ddp"]
+
+# One epoch of plain SGD (no momentum), the data in file order, no dropout, no BatchNorm, no schedule.
+SGD = [*TINY, "train.epochs=1", "model.backbone={name: mlp, hidden: [32]}", "model.head={name: classifier, dropout: 0.0}",
+       "optim={name: sgd, lr: 0.2}", "scheduler=null", "train.grad_clip=null", "loss={name: cross_entropy}"]
+TOL = 1e-5  # largest |difference| allowed in any weight; measured: ~1e-7 (the order of float additions)
+
+def test_two_processes_with_half_batches_match_one_with_full_batches(augmented):
+    n_train = int((pd.read_csv(augmented/"data/processed/v1/manifest.csv").split == "train").sum())
+    B = 16
+    assert n_train % 2 == 0 and n_train % B % 2 == 0  # so the last batches split evenly too (628 = 39*16 + 4)
+    one = run_mlpipe("train", "config.yaml", *SGD, f"loader.train={{batch_size: {B}, shuffle: false}}", "run_name=one", cwd=augmented)
+    assert one.returncode == 0, one.stderr
+    two = run_mlpipe("train", "config.yaml", *SGD, f"loader.train={{batch_size: {B // 2}, shuffle: false}}", "run_name=two",
+                     "--nproc", "2", cwd=augmented)  # through the CLI's launcher
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert last_line(two) == "checkpoint/log_two"
+    a = torch.load(augmented/"checkpoint/log_one/last.pt", weights_only=True)["model"]
+    b = torch.load(augmented/"checkpoint/log_two/last.pt", weights_only=True)["model"]
+    assert list(a) == list(b)
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert diff < TOL, diff
+    print(f"max |w_ddp - w_single| = {diff:.2e} over {sum(v.numel() for v in a.values())} weights")
+
+BAD_LOSS = '''
+import os, torch
+class FailOnRank1(torch.nn.CrossEntropyLoss):
+    "Cross entropy that raises on rank 1 at its third call: a bug that only one process hits, mid-epoch."
+    calls = 0
+    def forward(self, pred, target):
+        self.calls += 1
+        if os.environ.get("RANK") == "1" and self.calls == 3: raise RuntimeError("rank 1 failed on purpose")
+        return super().forward(pred, target)
+'''
+
+def test_a_failing_rank_ends_the_job(augmented, monkeypatch):
+    (augmented/"badloss.py").write_text(BAD_LOSS)  # importable: the workers run in the project folder
+    monkeypatch.setenv("MLPIPE_DIST_TIMEOUT", "90")  # the backstop; torchrun should end the job long before
+    start = time.monotonic()
+    r = run_mlpipe("train", "config.yaml", *DDP, "run_name=bad", "loss={name: 'badloss:FailOnRank1'}", "--nproc", "2",
+                   cwd=augmented, timeout=150)
+    took = time.monotonic() - start
+    assert r.returncode == 1, r.returncode  # torchrun's status, passed on by `mlpipe train --nproc`
+    assert "RuntimeError: rank 1 failed on purpose" in r.stderr
+    assert took < 80, took  # rank 0 did not sit in a collective until the timeout
+    status = json.loads((augmented/"checkpoint/log_bad/status.json").read_text())
+    assert status["status"] == "failed", status  # rank 0's gradient all-reduce failed when rank 1 went away
+    print(f"failed job ended in {took:.1f}s with exit status {r.returncode}")
