@@ -1,6 +1,6 @@
 """Build the documentation site in `_docs/`: the pages `nbdev-docs` makes with Quarto, made offline without it.
 
-    python tools/docs.py          # -> _docs/index.html (the README) and one page per notebook, in ~1 min
+    python tools/docs.py          # -> _docs/index.html (the README) and one page per notebook, in ~1.5 min
 
 1. nbdev's own first step of `nbdev-docs`: `nbs/nbdev.yml` (from pyproject.toml), `nbs/_quarto.yml` and
    `nbs/sidebar.yml` (the page list). They are committed, so where Quarto is installed `nbdev-docs` and
