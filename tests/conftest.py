@@ -32,9 +32,13 @@ def run_mlpipe(*args, cwd, timeout=300):
 TINY = ["augment.workers=1", "augment.copies=1", "train.epochs=2", "train.progress=false",
         "model.backbone={name: small_cnn, channels: [8, 16]}", "early_stop.patience=null"]
 
+def new_project(root: Path, digits_raw: Path) -> Path:
+    "A user's project folder at `root`: the repo's config.yaml and the raw digits in data/raw/digits."
+    shutil.copy(REPO/"config.yaml", root/"config.yaml")
+    shutil.copytree(digits_raw, root/"data/raw/digits")
+    return root
+
 @pytest.fixture
 def project(tmp_path, digits_raw):
-    "A user's project folder: the repo's config.yaml and the raw digits."
-    shutil.copy(REPO/"config.yaml", tmp_path/"config.yaml")
-    shutil.copytree(digits_raw, tmp_path/"data/raw/digits")
-    return tmp_path
+    "A fresh project folder for one test."
+    return new_project(tmp_path, digits_raw)

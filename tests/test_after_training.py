@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, run_mlpipe
+from conftest import REPO, TINY, run_mlpipe, new_project
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # for the mlflow imported here to read results back
 
@@ -17,8 +17,7 @@ def ok(r):
 def trained(tmp_path_factory, digits_raw):
     "A project with the digits augmented once and two tiny runs that differ in their learning rate."
     project = tmp_path_factory.mktemp("project")
-    shutil.copy(REPO/"config.yaml", project/"config.yaml")
-    shutil.copytree(digits_raw, project/"data/raw/digits")
+    new_project(project, digits_raw)
     ok(run_mlpipe("run", "config.yaml", *TINY, "run_name=a", cwd=project))
     ok(run_mlpipe("train", "config.yaml", *TINY, "run_name=b", "optim.lr=0.01", cwd=project))
     return project

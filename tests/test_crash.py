@@ -10,7 +10,7 @@ import csv, ctypes, ctypes.util, fcntl, os, re, resource, select, shutil, signal
 from pathlib import Path
 import pytest
 import torch
-from conftest import REPO, TINY
+from conftest import REPO, TINY, new_project
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses inotify and prlimit (Linux)")
 
@@ -24,8 +24,7 @@ WORKERS2 = "loader.train={batch_size: 32, shuffle: true, num_workers: 2}"
 def work(tmp_path_factory, digits_raw):
     "A project with the digits augmented once, and the uninterrupted reference run in checkpoint/log_ref."
     d = tmp_path_factory.mktemp("crash")
-    shutil.copy(REPO/"config.yaml", d/"config.yaml")
-    shutil.copytree(digits_raw, d/"data/raw/digits")
+    new_project(d, digits_raw)
     for args in (["augment", "config.yaml", *ARGS], ["train", "config.yaml", *ARGS, "run_name=ref"]):
         code, out, err = run(d, *args)
         assert code == 0, err

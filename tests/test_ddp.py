@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, run_mlpipe
+from conftest import REPO, TINY, run_mlpipe, new_project
 
 # Validation in batches of 8 over 43 samples: the two processes see 22 and 21 (3 batches each), so a padded
 # sampler would count one sample twice.
@@ -24,8 +24,7 @@ def last_line(r): return r.stdout.strip().splitlines()[-1]
 def augmented(tmp_path_factory, digits_raw):
     "A project with the digits augmented once (628 train, 43 val rows) for all the tests of this file."
     root = tmp_path_factory.mktemp("ddp")
-    shutil.copy(REPO/"config.yaml", root/"config.yaml")
-    shutil.copytree(digits_raw, root/"data/raw/digits")
+    new_project(root, digits_raw)
     r = run_mlpipe("augment", "config.yaml", *TINY, cwd=root)
     assert r.returncode == 0, r.stderr
     return root
