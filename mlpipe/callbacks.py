@@ -6,7 +6,8 @@ Docs: https://mlpipe.github.io/mlpipe/callbacks.html.md"""
 
 # %% ../nbs/03a_callbacks.ipynb #ffbf8e44
 from __future__ import annotations
-import csv, io, math, os, signal, sys, threading
+import contextlib, csv, io, math, os, signal, sys, threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import torch
 from torch.optim import lr_scheduler
@@ -198,10 +199,12 @@ class Checkpoint(TrackerCallback):
         super().__init__(monitor, mode)
         _check_plain(config)
         self.run_dir, self.config = Path(run_dir), config
+        self._pending, self._disk = None, None  # the save in flight; the thread that finishes saves
 
     def before_fit(self, trainer):
         super().before_fit(trainer)
-        self.saved_at = None
+        self.saved_at, self._pending = None, None
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix="mlpipe-checkpoint")
         for tmp in self.run_dir.glob(".*.pt*.tmp*"): tmp.unlink(missing_ok=True)  # left by a writer that was killed
 
     def after_epoch(self, trainer):
@@ -209,21 +212,42 @@ class Checkpoint(TrackerCallback):
         self.save(trainer, best=self.new_best)
 
     def after_fit(self, trainer):
-        "A fit stopped part-way through an epoch, at a point it can resume from, saves where it stands."
-        stopped = trainer.error is None and trainer.stop_reason is not None
-        if stopped and trainer.resumable and self.saved_at != (trainer.epoch, trainer.step): self.save(trainer)
+        "A fit stopped part-way through an epoch, at a point it can resume from, saves where it stands; then waits for the disk."
+        try:
+            stopped = trainer.error is None and trainer.stop_reason is not None
+            if stopped and trainer.resumable and self.saved_at != (trainer.epoch, trainer.step): self.save(trainer)
+            self.wait()
+        except OSError as e:
+            if trainer.error is None: raise
+            print(f"warning: {e}", file=sys.stderr, flush=True)  # the error that stopped the fit is the one to raise
+        finally:
+            if self._disk is not None: self._disk.shutdown()
 
     def save(self, trainer, best: bool = False):
-        "Write the trainer's state to last.pt (and best.pt, the same file, when `best`)."
+        "Write the trainer's state to last.pt (and best.pt, the same file, when `best`); the fsync and renames go on in the background."
+        self.wait()  # one checkpoint in flight at a time: they share the temp file
         state = {**trainer.state_dict(), "best_score": self.best, "config": self.config}
         last = self.run_dir/"last.pt"
         had = last.exists()
         # best.pt is linked to the new file before it is renamed to last.pt: the same bytes, not a second write
-        try: save_checkpoint(state, last, backup=True, links=[self.run_dir/"best.pt"] if best else [])
+        with self._explained(trainer.epoch, had):
+            done = save_checkpoint(state, last, backup=True, links=[self.run_dir/"best.pt"] if best else [], executor=self._disk)
+        self._pending, self.saved_at = (done, trainer.epoch, had), (trainer.epoch, trainer.step)
+
+    def wait(self):
+        "Block until the last checkpoint saved is durable under its names; raise its error if it could not be."
+        if self._pending is None: return
+        (done, epoch, had), self._pending = self._pending, None
+        with self._explained(epoch, had): done.result()
+
+    @contextlib.contextmanager
+    def _explained(self, epoch: int, had: bool):
+        "An OSError of saving epoch `epoch`'s checkpoint, saying which file and what is left."
+        try: yield
         except OSError as e:
+            last = self.run_dir/"last.pt"
             kept = f"the previous {last.name} is intact" if had else "no checkpoint was written"
-            raise OSError(e.errno, f"{e.strerror or e}: could not write {last} (epoch {trainer.epoch}); {kept}") from e
-        self.saved_at = (trainer.epoch, trainer.step)
+            raise OSError(e.errno, f"{e.strerror or e}: could not write {last} (epoch {epoch}); {kept}") from e
 
 # %% ../nbs/03a_callbacks.ipynb #12c88b55
 def _position(state: dict) -> str:

@@ -113,31 +113,47 @@ class _KeepWriteError:
         except OSError as e: self.error = e; raise
     def flush(self): self.f.flush()
 
+@contextlib.contextmanager
+def _naming(path: Path, tmp: Path):
+    "Re-raise an OSError that names the temp file `tmp` (or no file) as one naming the file the user knows, `path`."
+    try: yield
+    except OSError as e:
+        if e.errno is None or e.filename not in (None, str(tmp)): raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
 def write_atomic(path, write,
                  backup: bool = False,  # Keep the old file as `<name>.bak` (a hard link made just before the rename)
-                 links=()) -> Path:  # Other names the new file gets before the rename, e.g. best.pt
+                 links=(),  # Other names the new file gets before the rename, e.g. best.pt
+                 executor=None):  # Where the fsync and renames run (a `concurrent.futures` executor); None: here
     "Create `path` atomically: `write(f)` fills a temp file beside it, fsynced, then linked to `links` and renamed."
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    def discard():
+        with contextlib.suppress(OSError): tmp.unlink(missing_ok=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            out = _KeepWriteError(f)
-            try: write(out)
-            except Exception:
-                if out.error is not None: raise out.error from None
-                raise
-            f.flush(); os.fsync(f.fileno())
-        for name in links: link_file(tmp, name)  # before the rename: each name always holds a whole file
-        if backup and path.exists(): link_file(path, path.with_name(path.name + ".bak"))
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as e:  # name the file the user knows, not the temp file
-        if e.errno is None: raise
-        raise OSError(e.errno, e.strerror, str(path)) from e
-    finally:
-        with contextlib.suppress(OSError): tmp.unlink(missing_ok=True)  # still there only when writing failed
-    return path
+        with _naming(path, tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "wb")
+            try:
+                out = _KeepWriteError(f)
+                try: write(out)
+                except Exception:
+                    if out.error is not None: raise out.error from None
+                    raise
+                f.flush()
+            except BaseException: f.close(); raise
+    except BaseException: discard(); raise
+    def commit() -> Path:
+        try:
+            with _naming(path, tmp), f:
+                os.fsync(f.fileno())
+                for name in links: link_file(tmp, name)  # before the rename: each name always holds a whole file
+                if backup and path.exists(): link_file(path, path.with_name(path.name + ".bak"))
+                os.replace(tmp, path)
+                fsync_dir(path.parent)
+        finally: discard()  # still there only when something failed
+        return path
+    return commit() if executor is None else executor.submit(commit)
 
 def _torch_save_with_crcs(state, f):
     "torch.save, with the CRC-32 of every record computed (torch's default; `load_checkpoint` checks them)."
@@ -148,9 +164,10 @@ def _torch_save_with_crcs(state, f):
 
 def save_checkpoint(state: dict, path,
                     backup: bool = False,  # Keep the previous file as `<name>.bak`
-                    links=()) -> Path:  # Other names for the new file (see `write_atomic`)
+                    links=(),  # Other names for the new file (see `write_atomic`)
+                    executor=None):  # Finish the file there (fsync, links, rename) and return a Future of `path`
     "torch.save `state` to `path` atomically (see `write_atomic`)."
-    return write_atomic(path, lambda f: _torch_save_with_crcs(state, f), backup, links)
+    return write_atomic(path, lambda f: _torch_save_with_crcs(state, f), backup, links, executor)
 
 def load_checkpoint(path) -> dict:
     "Load a checkpoint written by `save_checkpoint` onto the CPU with weights_only=True, after checking its CRCs."
