@@ -194,6 +194,9 @@ if __name__ == "__main__":
     try:
         import lightning  # noqa: F401
         runners["lightning"] = run_lightning
+        import logging, warnings
+        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # its per-fit banners would bury the table
+        warnings.filterwarnings("ignore", module="lightning")
     except ImportError:
         print("lightning is not installed: its ratio is skipped")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {sys.version.split()[0]}")

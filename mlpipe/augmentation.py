@@ -32,7 +32,7 @@ __all__ = ['MODALITIES', 'MODALITY_BY_EXT', 'SCANNERS', 'TRANSFORMS', 'SPLITS', 
            'write_atomic', 'write_manifest_csv', 'write_errors_csv', 'write_json', 'build_vocab', 'ItemJob',
            'item_relpath', 'render_copy', 'ItemResult', 'process_item', 'load_hash_index', 'find_cached',
            'write_hash_index', 'process_items', 'estimate_bytes', 'AugmentReport', 'RawItemWarning', 'produce_items',
-           'write_outputs', 'tidy_out_dir', 'augment']
+           'write_outputs', 'tidy_out_dir', 'augment', 'augment_data']
 
 # %% ../nbs/00_augmentation.ipynb #b21bef7f
 def stable_hash(*parts) -> int:
@@ -971,3 +971,13 @@ def augment(
     tidy_out_dir(out, {r["path"] for r in rows})
     return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors),
                          sum(res.cached for res in results), written, time.perf_counter() - t0, estimate)
+
+# %% ../nbs/00_augmentation.ipynb #1479be6f
+def augment_data(cfg,  # A resolved `mlpipe.config.Config`
+                 dry_run: bool = False,  # Only estimate; write nothing
+                ) -> AugmentReport:
+    "Run the augmentation stage with this config's keys; returns its report."
+    return augment(cfg.data.raw_dir, cfg.manifest.parent, recipe=cfg.augment.recipe, copies=cfg.augment.copies,
+                   split_rule=cfg.split.rule, seed=cfg.seed, version=cfg.augment.version, scanner=cfg.data.scanner,
+                   scanner_args=cfg.data.scanner_args, workers=cfg.augment.workers, max_bytes=cfg.augment.max_bytes,
+                   dry_run=dry_run)

@@ -90,7 +90,7 @@ def _launch_train(args) -> int | None:
 # The config is loaded before the stage is imported, so a config error answers without loading torch.
 def cmd_augment(args):
     cfg = _load(args)
-    from mlpipe.train import augment_data
+    from mlpipe.augmentation import augment_data
     print(augment_data(cfg, dry_run=args.dry_run))
 
 def cmd_train(args):
@@ -104,7 +104,8 @@ def cmd_run(args):
     cfg = _load(args)
     if _under_torchrun(): raise ValueError("`mlpipe run` under torchrun would augment in every process: use "
                                            "`mlpipe run CONFIG --nproc N`, or `mlpipe augment` then torchrun `mlpipe train`")
-    from mlpipe.train import augment_data, train
+    from mlpipe.augmentation import augment_data
+    from mlpipe.train import train
     print(augment_data(cfg), file=sys.stderr)
     if (code := _launch_train(args)) is not None: return code
     print(train(cfg))

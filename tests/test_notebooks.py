@@ -31,7 +31,7 @@ def test_a_new_notebook_outside_the_repo_trains_and_shows_its_run(tmp_path):
     overrides = ["train.epochs=3", *(o for o in TINY if not o.startswith("train.epochs="))]
     cell = nbformat.v4.new_code_cell
     nb = nbformat.v4.new_notebook(cells=[
-        cell("import mlpipe\nfrom mlpipe.config import load_config\nfrom mlpipe.train import augment_data, train\nfrom mlpipe.runs import Run"),
+        cell("import mlpipe\nfrom mlpipe.config import load_config\nfrom mlpipe.augmentation import augment_data\nfrom mlpipe.train import train\nfrom mlpipe.runs import Run"),
         cell(f"cfg = load_config('config.yaml', {overrides!r})\naugment_data(cfg);"),
         cell("run_dir = train(cfg)\nrun_dir"),
         cell("Run(run_dir)"),
