@@ -242,7 +242,9 @@ class ManifestDataset(Dataset):
 
     def meta(self, i):
         "Row `i` as a dict, the JSON of its `meta` column merged in (row fields win)."
-        row = {c: self.value(c, i) for c in MANIFEST_COLUMNS if c in self.strs or c in self.cats or c == "target"}
+        row = {c: v[i].decode() for c, v in self.strs.items()}  # per item, so written out for speed (see `value`)
+        row.update((c, values[codes[i]]) for c, (codes, values) in self.cats.items())
+        if self.y is not None: row["target"] = float(self.y[i])
         row["split"], extra = self.split, row.pop("meta", "")
         try: extra = json.loads(extra) if extra else {}
         except json.JSONDecodeError as e:
@@ -252,9 +254,11 @@ class ManifestDataset(Dataset):
     def __getitem__(self, i):
         i, seed = i if isinstance(i, tuple) else (i, None)
         path = self.path(i)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{self.csv_path}: row id {self.value('id', i)!r}: file not found: {path}")
-        x = load_input(path, self.vocab)
+        try: x = load_input(path, self.vocab)
+        except Exception:  # readers word a missing file differently: checked here, not with a stat per item
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{self.csv_path}: row id {self.value('id', i)!r}: file not found: {path}") from None
+            raise
         if self.transforms is not None:
             if seed is None: x = self.transforms(x)
             else:
