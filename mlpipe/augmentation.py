@@ -7,7 +7,7 @@ Docs: https://mlpipe.github.io/mlpipe/augmentation.html.md"""
 # %% ../nbs/00_augmentation.ipynb #a5c83851
 from __future__ import annotations
 
-import csv, hashlib, importlib, inspect, io, json, math, os, re, secrets, struct, sys, time, warnings
+import csv, hashlib, inspect, io, json, math, os, re, struct, sys, time, warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields, replace
@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
+from .core import import_obj, write_atomic
+
 # %% auto #0
 __all__ = ['MODALITIES', 'MODALITY_BY_EXT', 'SCANNERS', 'TRANSFORMS', 'SPLITS', 'DEFAULT_SPLIT_RULE', 'TASKS', 'EXTENSIONS',
            'MANIFEST_COLUMNS', 'ERROR_COLUMNS', 'FORMAT_TAG', 'HASH_INDEX', 'PARALLEL_MIN_ITEMS', 'stable_hash',
@@ -29,10 +31,10 @@ __all__ = ['MODALITIES', 'MODALITY_BY_EXT', 'SCANNERS', 'TRANSFORMS', 'SPLITS', 
            'text_lowercase', 'text_word_dropout', 'text_tokenize', 'tabular_passthrough', 'tabular_gaussian_noise',
            'Step', 'build_step', 'build_recipe', 'apply_pipeline', 'check_split_rule', 'assign_split', 'infer_task',
            'lookup_target', 'build_labels', 'read_source', 'load_raw', 'wav_float32_bytes', 'encode_output',
-           'write_atomic', 'write_manifest_csv', 'write_errors_csv', 'write_json', 'build_vocab', 'ItemJob',
-           'item_relpath', 'render_copy', 'ItemResult', 'process_item', 'load_hash_index', 'find_cached',
-           'write_hash_index', 'process_items', 'estimate_bytes', 'AugmentReport', 'RawItemWarning', 'produce_items',
-           'write_outputs', 'tidy_out_dir', 'augment', 'augment_data']
+           'write_manifest_csv', 'write_errors_csv', 'write_json', 'build_vocab', 'ItemJob', 'item_relpath',
+           'render_copy', 'ItemResult', 'process_item', 'load_hash_index', 'find_cached', 'write_hash_index',
+           'process_items', 'estimate_bytes', 'AugmentReport', 'RawItemWarning', 'produce_items', 'write_outputs',
+           'tidy_out_dir', 'augment', 'augment_data']
 
 # %% ../nbs/00_augmentation.ipynb #b21bef7f
 def stable_hash(*parts) -> int:
@@ -179,11 +181,10 @@ def scan_table(
 def resolve_callable(name: str, registry: dict, what: str) -> Callable:
     "`registry[name]`, or the function at import path `name` ('pkg.mod:func' or 'pkg.mod.func')."
     if name in registry: return registry[name]
-    mod_name, sep, attr = name.partition(":") if ":" in name else name.rpartition(".")
-    if not sep or not mod_name or not attr:
+    if "." not in name and ":" not in name:
         raise ValueError(f"unknown {what} {name!r}; known: {sorted(registry)} (or an import path 'pkg.mod:func')")
-    try: fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e: raise ValueError(f"{what} {name!r} cannot be imported: {e}") from None
+    try: fn = import_obj(name)
+    except ValueError as e: raise ValueError(f"{what} {name!r} cannot be imported: {e}") from None
     if not callable(fn): raise ValueError(f"{what} {name!r} is not callable")
     return fn
 
@@ -570,36 +571,7 @@ def encode_output(x, modality: str) -> tuple[bytes, dict]:
     buf = io.BytesIO(); np.save(buf, np.asarray(x, dtype=np.float32).ravel())
     return buf.getvalue(), {}
 
-# %% ../nbs/00_augmentation.ipynb #85526706
-def _fsync_dir(folder: Path):
-    "Persist a rename in `folder` (a no-op where folders cannot be opened, e.g. Windows)."
-    try: fd = os.open(folder, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
-
-def write_atomic(
-    path,  # Destination file
-    data: bytes,  # Its whole content
-    fsync: bool = True,  # Flush to disk before the rename (metadata files); False for bulk items
-) -> int:
-    "Write `data` to `path` via a temp file in the same folder and `os.replace`; return the bytes written."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync: f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync: _fsync_dir(path.parent)
-    return len(data)
-
-# %% ../nbs/00_augmentation.ipynb #665b3fd1
+# %% ../nbs/00_augmentation.ipynb #c03b76e4
 MANIFEST_COLUMNS = ["id", "source_id", "path", "target", "split", "aug_tag", "modality", "meta"]
 ERROR_COLUMNS = ["source_id", "path", "reason"]
 
@@ -612,17 +584,22 @@ def _csv_bytes(columns: list[str], rows: Iterable[dict]) -> bytes:
 def _row_order(row: dict):
     return (row["source_id"], int(row["id"].rpartition("#")[2]))
 
+def _write(path, data: bytes, fsync: bool = True) -> int:
+    "`write_atomic`, returning the bytes written."
+    write_atomic(path, data, fsync=fsync)
+    return len(data)
+
 def write_manifest_csv(path, rows: list[dict]) -> int:
     "Write manifest.csv atomically, rows sorted by (source_id, copy); return bytes written."
-    return write_atomic(path, _csv_bytes(MANIFEST_COLUMNS, sorted(rows, key=_row_order)))
+    return _write(path, _csv_bytes(MANIFEST_COLUMNS, sorted(rows, key=_row_order)))
 
 def write_errors_csv(path, errors: list[dict]) -> int:
     "Write errors.csv (source_id, path, reason) atomically, sorted by source_id."
-    return write_atomic(path, _csv_bytes(ERROR_COLUMNS, sorted(errors, key=lambda e: e["source_id"])))
+    return _write(path, _csv_bytes(ERROR_COLUMNS, sorted(errors, key=lambda e: e["source_id"])))
 
 def write_json(path, obj) -> int:
     "Write a JSON file atomically (sorted keys, so reruns are byte-identical)."
-    return write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    return _write(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
 
 # %% ../nbs/00_augmentation.ipynb #8dee0475
 def build_vocab(token_lists: Iterable[list[str]], min_freq: int = 1) -> dict:
@@ -668,7 +645,7 @@ def item_relpath(key: str, modality: str) -> str:
     "Where a processed file lives, relative to out_dir: items/<2 hex>/<key>.<ext>."
     return f"items/{key[:2]}/{key}{EXTENSIONS[modality]}"
 
-# %% ../nbs/00_augmentation.ipynb #3bef3552
+# %% ../nbs/00_augmentation.ipynb #b0f487ac
 def _fresh(x):
     "A private copy of a loaded item, so a transform that mutates in place cannot touch the next copy."
     if isinstance(x, Wave): return Wave(x.samples.copy(), x.sr)
@@ -719,13 +696,13 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
                 if x0 is None: x0 = load_raw(item, data)
                 blob, meta = render_copy(x0, item, copy, job)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                res.written += write_atomic(path, blob, fsync=False)
+                res.written += _write(path, blob, fsync=False)
             res.rows.append(_row(item, copy, rel, split, job.version, _meta_json(item, meta)))
         return res
     except Exception as e:
         return ItemResult([], _error(item, e))
 
-# %% ../nbs/00_augmentation.ipynb #bd7b834e
+# %% ../nbs/00_augmentation.ipynb #894f355a
 HASH_INDEX = ".source_hashes.json"
 
 def load_hash_index(out: Path) -> dict:
@@ -756,7 +733,7 @@ def find_cached(item: RawItem, split: str, job: ItemJob, index: dict) -> ItemRes
 def write_hash_index(out: Path, results: list[ItemResult]) -> int:
     "Write the index of this run's raw files (so it never grows beyond the current data)."
     index = {s[0]: s[1:] for s in (r.source for r in results) if s}
-    return write_atomic(Path(out) / HASH_INDEX, json.dumps(index, sort_keys=True).encode(), fsync=False)
+    return _write(Path(out) / HASH_INDEX, json.dumps(index, sort_keys=True).encode(), fsync=False)
 
 # %% ../nbs/00_augmentation.ipynb #10829656
 PARALLEL_MIN_ITEMS = 64  # Fewer items than this are processed in the calling process
@@ -882,7 +859,7 @@ def _split_counts(rows) -> dict:
     c = Counter(r["split"] for r in rows)
     return {s: c[s] for s in SPLITS if c[s]}
 
-# %% ../nbs/00_augmentation.ipynb #0e8d89b7
+# %% ../nbs/00_augmentation.ipynb #af59bc12
 def _min_freq(steps: dict, scanner_min_freq) -> int:
     "`min_freq` from the text recipe's tokenize step, else from scanner_args, else 1."
     tok = [s for s in steps["text"] if s.name == "tokenize"]
@@ -903,12 +880,12 @@ def write_outputs(out: Path, rows, errors, labels, vocab) -> int:
     else: (out / "vocab.json").unlink(missing_ok=True)  # a stale vocabulary from an earlier text run
     return n + write_manifest_csv(out / "manifest.csv", rows)
 
-_ITEM_NAME = re.compile(r"\.?[0-9a-f]{64}\.\w+(\.\d+\.[0-9a-f]+\.tmp)?")
+_ITEM_NAME = re.compile(r"\.?[0-9a-f]{64}\.\w+(\.tmp\d+)?")  # a processed item, or its temp file (`temp_name`)
 
 def tidy_out_dir(out: Path, keep: set[str]) -> int:
     "Delete temp files and processed files under items/ that `keep` (manifest paths) does not list; return the count."
     removed = 0
-    for f in out.glob(".*.tmp"): f.unlink(missing_ok=True); removed += 1
+    for f in out.glob(".*.tmp[0-9]*"): f.unlink(missing_ok=True); removed += 1
     for sub in (out / "items").glob("[0-9a-f][0-9a-f]"):
         for f in sub.iterdir():
             if _ITEM_NAME.fullmatch(f.name) and f"items/{sub.name}/{f.name}" not in keep:

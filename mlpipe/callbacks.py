@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import torch
 from torch.optim import lr_scheduler
-from .trainer import Callback, CancelFitException, save_checkpoint, load_checkpoint, write_atomic
+from .core import write_atomic
+from .trainer import Callback, CancelFitException, save_checkpoint, load_checkpoint
 
 # %% auto #0
 __all__ = ['monitored', 'TrackerCallback', 'EarlyStopping', 'LRScheduler', 'csv_columns', 'CsvLogger', 'Checkpoint',

@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/dataset.html.md"""
 
 # %% ../nbs/01_dataset.ipynb #e39314df
 from __future__ import annotations
-import importlib, json, os, random
+import json, os, random
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from .core import import_obj
 
 # %% auto #0
 __all__ = ['PAD', 'UNK', 'EXT_KINDS', 'TASKS', 'MANIFEST_COLUMNS', 'REQUIRED_COLUMNS', 'SPLITS', 'TRANSFORMS', 'LOADER_DEFAULTS',
@@ -402,11 +403,9 @@ class Compose:
         return x
     def __repr__(self): return f"Compose({self.tfs})"
 
-def _import_obj(path):
-    "Import 'pkg.mod:name' or 'pkg.mod.name'."
-    mod, _, name = path.partition(":") if ":" in path else path.rpartition(".")
-    try: return getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError) as e: raise ValueError(f"cannot import transform {path!r}: {e}") from None
+def _import_transform(path):
+    try: return import_obj(path)
+    except ValueError as e: raise ValueError(f"cannot import transform {path!r}: {e}") from None
 
 def build_transforms(specs):  # List of {"name": ..., **params} (or bare names), e.g. cfg tf.train
     "Build one callable from transform specs, or None when there are none."
@@ -416,7 +415,7 @@ def build_transforms(specs):  # List of {"name": ..., **params} (or bare names),
         spec = {"name": spec} if isinstance(spec, str) else dict(spec)
         name = spec.pop("name", None)
         if name in TRANSFORMS: factory = TRANSFORMS[name]
-        elif isinstance(name, str) and ("." in name or ":" in name): factory = _import_obj(name)
+        elif isinstance(name, str) and ("." in name or ":" in name): factory = _import_transform(name)
         else: raise ValueError(f"unknown transform {name!r}; known: {sorted(TRANSFORMS)} or an import path pkg.mod:fn")
         try: tfs.append(factory(**spec))
         except TypeError as e: raise ValueError(f"transform {name!r}: bad parameters {spec}: {e}") from None

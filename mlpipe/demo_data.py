@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .augmentation import write_atomic
+from .core import write_atomic
 
 # %% auto #0
 __all__ = ['N_DIGITS', 'FORTUNE_DIR', 'FORTUNE_CATEGORIES', 'DIGIT_WORDS', 'ESPEAK_ACCENTS', 'ESPEAK_VARIANTS', 'ESPEAK_PITCHES',

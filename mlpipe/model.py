@@ -6,29 +6,17 @@ Docs: https://mlpipe.github.io/mlpipe/model.html.md"""
 
 # %% ../nbs/02_model.ipynb #e08f60b5
 from __future__ import annotations
-import importlib, inspect, math
+import inspect, math
 from typing import Callable
 import torch
 from torch import nn
+from .core import import_obj
 
 # %% auto #0
-__all__ = ['BACKBONES', 'HEADS', 'import_obj', 'lookup', 'accepts', 'call_factory', 'registrar', 'register_backbone',
-           'register_head', 'Model', 'mlp', 'small_cnn', 'audio_cnn1d', 'TextBag', 'TextTransformer', 'classifier',
-           'RegressionHead', 'regression', 'multilabel', 'feature_width', 'split_spec', 'build_backbone', 'build_head',
-           'build_model', 'count_params']
-
-# %% ../nbs/02_model.ipynb #b5231450
-def import_obj(path: str):
-    "The object at import path `pkg.mod:attr` or `pkg.mod.attr`."
-    mod_name, sep, attr = path.partition(":")
-    if not sep: mod_name, _, attr = path.rpartition(".")
-    if not mod_name or not attr: raise ValueError(f"{path!r} is not an import path like 'pkg.mod:factory'")
-    try: obj = importlib.import_module(mod_name)
-    except ImportError as e: raise ValueError(f"cannot import module {mod_name!r} (from {path!r}): {e}") from None
-    for part in attr.split("."):
-        try: obj = getattr(obj, part)
-        except AttributeError: raise ValueError(f"module {mod_name!r} has no attribute {attr!r} (from {path!r})") from None
-    return obj
+__all__ = ['BACKBONES', 'HEADS', 'lookup', 'accepts', 'call_factory', 'registrar', 'register_backbone', 'register_head', 'Model',
+           'mlp', 'small_cnn', 'audio_cnn1d', 'TextBag', 'TextTransformer', 'classifier', 'RegressionHead',
+           'regression', 'multilabel', 'feature_width', 'split_spec', 'build_backbone', 'build_head', 'build_model',
+           'count_params']
 
 # %% ../nbs/02_model.ipynb #52cd15b2
 def lookup(kind: str,  # Config key the name came from, e.g. "model.backbone"; used in error messages

@@ -14,15 +14,12 @@ import json, os, socket
 from pathlib import Path
 import pandas as pd
 import yaml
+from .core import write_atomic
 
 # %% ../nbs/07_runs.ipynb #bdf4253f
 def write_json_atomic(path: Path, obj: dict):
-    "Write `obj` as JSON to `path` via a temp file, fsync and rename: readers see the old or the new file, never half."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=str); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    "Write `obj` as JSON to `path` atomically (`write_atomic`): readers see the old or the new file, never half."
+    write_atomic(path, json.dumps(obj, indent=1, default=str).encode())
 
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
@@ -77,9 +74,8 @@ def plot_metrics(run_dir: Path, out: Path | None = None) -> Path:
     df = read_metrics(run_dir)
     if df.empty: raise ValueError(f"{run_dir}: no metrics.csv rows to plot yet")
     out = Path(out or run_dir/"metrics.png")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.png")
-    metrics_figure(df, run_dir.name).savefig(tmp, dpi=100)
-    os.replace(tmp, out)
+    fig = metrics_figure(df, run_dir.name)
+    write_atomic(out, lambda f: fig.savefig(f, format="png", dpi=100))
     return out
 
 # %% ../nbs/07_runs.ipynb #6b906a67
@@ -189,9 +185,6 @@ def compare_runs(run_dirs: list,  # Run directories (see `resolve_run`)
                 ) -> tuple[pd.DataFrame, Path]:
     "Config differences and overlaid curves of several runs; returns (differences, image path)."
     if len(run_dirs) < 2: raise ValueError(f"compare needs at least two runs, got {len(run_dirs)}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.png")
-    compare_figure(run_dirs).savefig(tmp, dpi=100)
-    os.replace(tmp, out)
+    fig = compare_figure(run_dirs)
+    write_atomic(out, lambda f: fig.savefig(f, format="png", dpi=100))
     return config_diff(run_dirs), out

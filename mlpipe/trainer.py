@@ -6,16 +6,17 @@ Docs: https://mlpipe.github.io/mlpipe/trainer.html.md"""
 
 # %% ../nbs/03_trainer.ipynb #f3012553
 from __future__ import annotations
-import contextlib, inspect, itertools, os, random, shutil, time, zipfile
+import contextlib, inspect, itertools, random, time, zipfile
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from .core import write_atomic
 from .distributed import agree_on_stop, broadcast_buffers, gather_objects, get_rank, on_main, reduce_epoch, wrap_ddp
 
 # %% auto #0
 __all__ = ['EVENTS', 'pick_device', 'Callback', 'CancelFitException', 'NonFiniteLossError', 'get_rng_state', 'set_rng_state',
-           'fsync_dir', 'link_file', 'write_atomic', 'save_checkpoint', 'load_checkpoint', 'Trainer']
+           'save_checkpoint', 'load_checkpoint', 'Trainer']
 
 # %% ../nbs/03_trainer.ipynb #a66c98b0
 def _mps_available() -> bool:
@@ -86,75 +87,6 @@ def set_rng_state(state: dict):
     if "cuda" in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["cuda"])
 
 # %% ../nbs/03_trainer.ipynb #494b3cff
-def fsync_dir(path: Path):
-    "Make a rename inside `path` durable (not possible on every OS/file system; skipped there)."
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try: os.fsync(fd)
-        finally: os.close(fd)
-    except OSError: pass
-
-def link_file(src, dst):
-    "Make `dst` another name for the finished file `src` (a hard link, or a copy), replacing `dst` atomically."
-    src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    if tmp.exists(): tmp.unlink()
-    try: os.link(src, tmp)
-    except OSError: shutil.copy2(src, tmp)  # file systems without hard links
-    os.replace(tmp, dst)
-    fsync_dir(dst.parent)
-    return dst
-
-class _KeepWriteError:
-    "A file wrapper that keeps the OSError of a failed write (torch.save turns it into a vague RuntimeError)."
-    def __init__(self, f): self.f, self.error = f, None
-    def write(self, data):
-        try: return self.f.write(data)
-        except OSError as e: self.error = e; raise
-    def flush(self): self.f.flush()
-
-@contextlib.contextmanager
-def _naming(path: Path, tmp: Path):
-    "Re-raise an OSError that names the temp file `tmp` (or no file) as one naming the file the user knows, `path`."
-    try: yield
-    except OSError as e:
-        if e.errno is None or e.filename not in (None, str(tmp)): raise
-        raise OSError(e.errno, e.strerror, str(path)) from e
-
-def write_atomic(path, write,
-                 backup: bool = False,  # Keep the old file as `<name>.bak` (a hard link made just before the rename)
-                 links=(),  # Other names the new file gets before the rename, e.g. best.pt
-                 executor=None):  # Where the fsync and renames run (a `concurrent.futures` executor); None: here
-    "Create `path` atomically: `write(f)` fills a temp file beside it, fsynced, then linked to `links` and renamed."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    def discard():
-        with contextlib.suppress(OSError): tmp.unlink(missing_ok=True)
-    try:
-        with _naming(path, tmp):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(tmp, "wb")
-            try:
-                out = _KeepWriteError(f)
-                try: write(out)
-                except Exception:
-                    if out.error is not None: raise out.error from None
-                    raise
-                f.flush()
-            except BaseException: f.close(); raise
-    except BaseException: discard(); raise
-    def commit() -> Path:
-        try:
-            with _naming(path, tmp), f:
-                os.fsync(f.fileno())
-                for name in links: link_file(tmp, name)  # before the rename: each name always holds a whole file
-                if backup and path.exists(): link_file(path, path.with_name(path.name + ".bak"))
-                os.replace(tmp, path)
-                fsync_dir(path.parent)
-        finally: discard()  # still there only when something failed
-        return path
-    return commit() if executor is None else executor.submit(commit)
-
 def _torch_save_with_crcs(state, f):
     "torch.save, with the CRC-32 of every record computed (torch's default; `load_checkpoint` checks them)."
     crc = torch.serialization.get_crc32_options()
@@ -167,7 +99,7 @@ def save_checkpoint(state: dict, path,
                     links=(),  # Other names for the new file (see `write_atomic`)
                     executor=None):  # Finish the file there (fsync, links, rename) and return a Future of `path`
     "torch.save `state` to `path` atomically (see `write_atomic`)."
-    return write_atomic(path, lambda f: _torch_save_with_crcs(state, f), backup, links, executor)
+    return write_atomic(path, lambda f: _torch_save_with_crcs(state, f), backup=backup, links=links, executor=executor)
 
 def load_checkpoint(path) -> dict:
     "Load a checkpoint written by `save_checkpoint` onto the CPU with weights_only=True, after checking its CRCs."

@@ -55,7 +55,7 @@ def check_whole(out: Path, raw: Path, cfg: dict) -> list[dict]:
     assert len({r["id"] for r in rows}) == len(rows)
     for r in rows:
         Image.open(out / r["path"]).load()  # a half-written PNG would fail here
-    assert [p.name for p in out.rglob("*.tmp")] == []
+    assert [p.name for p in out.rglob("*.tmp*")] == []  # temp files are .<name>.tmp<pid>
     assert sorted(p.name for p in out.iterdir() if "manifest" in p.name) == ["manifest.csv"]
     return rows
 
