@@ -7,7 +7,7 @@ Docs: https://mlpipe.github.io/mlpipe/augmentation.html.md"""
 # %% ../nbs/00_augmentation.ipynb #a5c83851
 from __future__ import annotations
 
-import csv, hashlib, inspect, io, json, math, os, re, struct, sys, time, warnings
+import contextlib, csv, gc, hashlib, inspect, io, json, math, os, re, struct, sys, time, warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields, replace
@@ -894,6 +894,17 @@ def tidy_out_dir(out: Path, keep: set[str]) -> int:
     return removed
 
 # %% ../nbs/00_augmentation.ipynb #25d0c8ae
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    "Pause Python's cyclic garbage collector; usable as a decorator."
+    # Its full passes walk every live object (the imported libraries' too) as the run makes rows: 20 % of a cached
+    # rerun here (medians 0.36 s vs 0.28 s). A run makes almost no cyclic garbage; what it makes waits for the end.
+    was = gc.isenabled(); gc.disable()
+    try: yield
+    finally:
+        if was: gc.enable()
+
+@_cyclic_gc_paused()
 def augment(
     raw_dir,  # data.raw_dir: where the raw items are
     out_dir,  # Processed folder, usually data/processed/<version>
