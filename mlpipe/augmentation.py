@@ -769,7 +769,7 @@ def process_items(
             return results
         size = max(1, min(256, len(pairs) // (workers * 4)))  # several chunks per worker balance uneven items
         results = []
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        with ProcessPoolExecutor(max_workers=workers, initializer=gc.enable) as ex:  # forked while `augment` pauses it
             futures = [ex.submit(_process_chunk, pairs[i:i + size], job) for i in range(0, len(pairs), size)]
             try:
                 for fut in as_completed(futures):
