@@ -695,8 +695,7 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
             else:
                 if x0 is None: x0 = load_raw(item, data)
                 blob, meta = render_copy(x0, item, copy, job)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                res.written += _write(path, blob, fsync=False)
+                res.written += _write(path, blob, fsync=False)  # write_atomic makes items/<xx>/
             res.rows.append(_row(item, copy, rel, split, job.version, _meta_json(item, meta)))
         return res
     except Exception as e:

@@ -50,7 +50,6 @@ def write_digits(
     for i, (img, label) in enumerate(zip(images, digits.target)):
         path = dest / str(label) / f"{i:04d}.png"
         if path.exists() and not overwrite: continue
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, _png_bytes(img), fsync=False)  # 1,797 fsyncs would cost seconds for demo data
     return dest
 
@@ -98,7 +97,6 @@ def _write_sklearn_table(
     w.writerow(["id", *d.feature_names, "target"])
     for i, (row, t) in enumerate(zip(d.data, d.target)):
         w.writerow([f"{id_prefix}{i:04d}", *(repr(float(v)) for v in row), d.target_names[t]])
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, buf.getvalue().encode(), fsync=False)
     return path
 
@@ -150,7 +148,6 @@ def write_fortunes(
                                 "Debian's fortunes; install it with `apt-get install fortunes`")
     dest = Path(dest)
     for cat in categories:
-        (dest / cat).mkdir(parents=True, exist_ok=True)
         for i, entry in enumerate(read_fortunes(Path(fortune_dir) / cat)):
             path = dest / cat / f"{i:04d}.txt"
             if overwrite or not path.exists(): write_atomic(path, (entry + "\n").encode("utf-8"), fsync=False)
