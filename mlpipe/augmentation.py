@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib, csv, gc, hashlib, inspect, io, json, math, os, re, struct, sys, time, warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
@@ -20,21 +20,23 @@ import soundfile as sf
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
 from .core import import_obj, write_atomic
+from . import profile as prof, tables
 
 # %% auto #0
 __all__ = ['MODALITIES', 'MODALITY_BY_EXT', 'SCANNERS', 'TRANSFORMS', 'SPLITS', 'DEFAULT_SPLIT_RULE', 'TASKS', 'EXTENSIONS',
            'MANIFEST_COLUMNS', 'ERROR_COLUMNS', 'FORMAT_TAG', 'HASH_INDEX', 'PARALLEL_MIN_ITEMS', 'stable_hash',
            'item_rng', 'RawItem', 'register_scanner', 'scan_folder', 'read_table', 'scan_table', 'resolve_callable',
            'scan_raw_data', 'register_transform', 'Wave', 'image_flip', 'image_rotate', 'image_shift',
-           'image_color_jitter', 'image_resize', 'image_whiten', 'image_convert', 'audio_gain', 'audio_normalize',
-           'audio_add_noise', 'audio_time_shift', 'audio_fix_length', 'audio_resample', 'audio_trim', 'text_clean',
-           'text_lowercase', 'text_word_dropout', 'text_tokenize', 'tabular_passthrough', 'tabular_gaussian_noise',
-           'Step', 'build_step', 'build_recipe', 'apply_pipeline', 'check_split_rule', 'assign_split', 'infer_task',
-           'lookup_target', 'build_labels', 'read_source', 'load_raw', 'wav_float32_bytes', 'encode_output',
-           'write_manifest_csv', 'write_errors_csv', 'write_json', 'build_vocab', 'ItemJob', 'item_relpath',
-           'render_copy', 'ItemResult', 'process_item', 'load_hash_index', 'find_cached', 'write_hash_index',
-           'process_items', 'estimate_bytes', 'AugmentReport', 'RawItemWarning', 'produce_items', 'write_outputs',
-           'tidy_out_dir', 'augment', 'augment_data']
+           'image_color_jitter', 'image_resize', 'image_whiten', 'image_convert', 'image_flatten', 'image_fit',
+           'audio_gain', 'audio_normalize', 'audio_add_noise', 'audio_time_shift', 'audio_fix_length', 'audio_resample',
+           'audio_trim', 'audio_mono', 'text_clean', 'text_lowercase', 'text_word_dropout', 'text_tokenize',
+           'tabular_passthrough', 'tabular_gaussian_noise', 'tabular_encode', 'Step', 'build_step', 'build_recipe',
+           'apply_pipeline', 'check_split_rule', 'assign_split', 'infer_task', 'lookup_target', 'build_labels',
+           'read_source', 'load_raw', 'wav_float32_bytes', 'encode_output', 'write_manifest_csv', 'write_errors_csv',
+           'write_json', 'build_vocab', 'ItemJob', 'item_relpath', 'render_copy', 'ItemResult', 'process_item',
+           'load_hash_index', 'find_cached', 'write_hash_index', 'process_table', 'scan_facts', 'plan_recipe',
+           'build_profile', 'process_items', 'estimate_bytes', 'AugmentReport', 'RawItemWarning', 'produce_items',
+           'write_outputs', 'tidy_out_dir', 'augment', 'augment_data']
 
 # %% ../nbs/00_augmentation.ipynb #b21bef7f
 def stable_hash(*parts) -> int:
@@ -122,46 +124,37 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
         return list(dict.fromkeys(k for r in rows for k in r)), rows
     raise ValueError(f"table {path}: unsupported extension {suffix!r}; use .csv, .tsv, .jsonl or .ndjson")
 
-def _is_missing(v) -> bool:
-    "True for None, empty strings and NaN."
-    if v is None: return True
-    if isinstance(v, str): return v.strip() == "" or v.strip().lower() == "nan"
-    return isinstance(v, float) and math.isnan(v)
+_is_missing = tables.is_missing  # empty, NaN, or a marker such as NA (see 00c_tables)
 
 def _is_number(v) -> bool:
     try: float(v); return not isinstance(v, bool)
     except (TypeError, ValueError): return False
 
 # %% ../nbs/00_augmentation.ipynb #83198c80
-def _numeric_columns(cols, rows, skip) -> list[str]:
-    "Columns (not in `skip`) whose present values all parse as numbers."
-    def numeric(c):
-        present = [r.get(c) for r in rows if not _is_missing(r.get(c))]
-        return bool(present) and all(_is_number(v) for v in present)
-    return [c for c in cols if c not in skip and numeric(c)]
+def _id_column(cols, rows, id_col) -> str | None:
+    "`id_col`, else a column named `id` whose values are distinct, else None (row numbers)."
+    if id_col: return id_col
+    if "id" in cols and len({str(r.get("id")) for r in rows}) == len(rows): return "id"
+    return None
 
 def _table_item(i, row, target_col, id_col, text_col, feature_cols, src) -> RawItem:
-    "The `RawItem` of table row `i`."
+    "The `RawItem` of table row `i`: its text, or its feature cells as they are."
     sid = str(row.get(id_col)) if id_col else str(i)
     meta = {"src": src, "row": i}
     if text_col:
         text = row.get(text_col)
         err = f"missing text in column {text_col!r}" if _is_missing(text) else None
         return RawItem(sid, row.get(target_col), "text", value=None if err else str(text), meta=meta, error=err)
-    values = [row.get(c) for c in feature_cols]
-    bad = [c for c, v in zip(feature_cols, values) if _is_missing(v) or not _is_number(v)]
-    err = f"column {bad[0]!r}: {values[feature_cols.index(bad[0])]!r} is not a number" if bad else None
-    return RawItem(sid, row.get(target_col), "tabular", value=None if err else [float(v) for v in values],
-                   meta=meta, error=err)
+    return RawItem(sid, row.get(target_col), "tabular", value={c: row.get(c) for c in feature_cols}, meta=meta)
 
 @register_scanner("table")
 def scan_table(
     raw_dir,  # Folder holding the table, or the table file itself
     path=None,  # Table file, relative to raw_dir (or absolute)
     target_col=None,  # Column holding the target (required)
-    id_col=None,  # Column of stable item ids; None: the row number
-    text_col=None,  # Column of text: the items are text; None: the numeric columns are tabular features
-    feature_cols=None,  # Explicit feature columns for tabular items; None: every numeric column
+    id_col=None,  # Column of stable item ids; None: a distinct `id` column if there is one, else the row number
+    text_col=None,  # Column of text: the items are text; None: the other columns are tabular features
+    feature_cols=None,  # Explicit feature columns for tabular items; None: every column but target and id
 ):
     "Yield one `RawItem` per row of a CSV/TSV/JSONL table with a target column."
     table = Path(raw_dir) if path is None else Path(raw_dir) / path
@@ -171,9 +164,8 @@ def scan_table(
     for key, name in [("target_col", target_col), ("id_col", id_col), ("text_col", text_col),
                       *[("feature_cols", c) for c in feature_cols or []]]:
         if name and name not in cols: raise ValueError(f"{table}: no column {name!r} ({key}); columns are {cols}")
-    if not text_col and not feature_cols:
-        feature_cols = _numeric_columns(cols, rows, {target_col, id_col})
-        if not feature_cols: raise ValueError(f"{table}: no numeric feature columns; give text_col or feature_cols")
+    id_col = _id_column(cols, rows, id_col)
+    feature_cols = feature_cols or [c for c in cols if c not in (target_col, id_col)]
     for i, row in enumerate(rows):
         yield _table_item(i, row, target_col, id_col, text_col, feature_cols, table.name)
 
@@ -227,7 +219,7 @@ def register_transform(
     return deco
 
 class Wave(NamedTuple):
-    "Mono audio: float32 samples and their sample rate."
+    "Audio: float32 samples, shape (samples,) when mono or (channels, samples), and their sample rate."
     samples: np.ndarray
     sr: int
 
@@ -283,6 +275,40 @@ def image_convert(img, rng, mode="L"):
     if mode not in ("L", "RGB"): raise ValueError(f"convert: mode {mode!r}, not L|RGB")
     return img.convert(mode)
 
+# %% ../nbs/00_augmentation.ipynb #4cd087c1
+def _colour(background, mode: str):
+    "`background` ([r, g, b] or a grey level) as a Pillow colour for `mode`."
+    rgb = tuple(background) if isinstance(background, (list, tuple)) else (background,) * 3
+    return round(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) if mode == "L" else rgb
+
+@register_transform("image", "flatten")
+def image_flatten(img, rng, mode="RGB", background=(255, 255, 255)):
+    "Composite alpha onto `background` and convert to `mode` (`L` or `RGB`)."
+    if mode not in ("L", "RGB"): raise ValueError(f"flatten: mode {mode!r}, not L|RGB")
+    if img.mode in ("RGBA", "LA"):
+        base = Image.new("RGBA", img.size, _colour(background, "RGB") + (255,))
+        img = Image.alpha_composite(base, img.convert("RGBA"))
+    return img if img.mode == mode else img.convert(mode)
+
+_FITS = ("letterbox", "crop", "stretch")
+
+@register_transform("image", "fit")
+def image_fit(img, rng, size=(32, 32), method="letterbox", background=(255, 255, 255)):
+    "Bring the image to `size` ([height, width]) by `letterbox`, `crop` or `stretch`."
+    h, w = (size, size) if isinstance(size, int) else size
+    if method not in _FITS: raise ValueError(f"fit: method {method!r}, not one of {list(_FITS)}")
+    if img.size == (w, h): return img
+    if method == "stretch": return img.resize((w, h), Image.Resampling.BILINEAR)
+    scale = (min if method == "letterbox" else max)(w / img.width, h / img.height)
+    sw, sh = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    img = img.resize((sw, sh), Image.Resampling.BILINEAR)
+    if method == "crop":
+        left, top = (sw - w) // 2, (sh - h) // 2
+        return img.crop((left, top, left + w, top + h))
+    out = Image.new(img.mode, (w, h), _colour(background, img.mode))
+    out.paste(img, ((w - sw) // 2, (h - sh) // 2))
+    return out
+
 # %% ../nbs/00_augmentation.ipynb #1bdf7d4b
 @lru_cache(maxsize=8)
 def _noise_clip(path: str) -> Wave:
@@ -304,14 +330,14 @@ def audio_normalize(wave, rng, peak=0.95):
 @register_transform("audio", "add_noise", random=True)
 def audio_add_noise(wave, rng, snr_db=20.0, noise_path=None):
     "Mix in white noise, or a random segment of the recording `noise_path`, at `snr_db` dB signal-to-noise."
-    x = wave.samples
-    if noise_path is None: noise = rng.standard_normal(len(x)).astype(np.float32)
+    x, n = wave.samples, wave.samples.shape[-1]
+    if noise_path is None: noise = rng.standard_normal(x.shape).astype(np.float32)
     else:
         clip = _noise_clip(str(noise_path))
         if clip.sr != wave.sr: raise ValueError(f"add_noise: {noise_path} has {clip.sr} Hz, the item {wave.sr} Hz")
-        noise = np.tile(clip.samples, len(x) // max(len(clip.samples), 1) + 2)
-        start = int(rng.integers(0, len(noise) - len(x) + 1))
-        noise = noise[start:start + len(x)]
+        noise = np.tile(clip.samples, n // max(len(clip.samples), 1) + 2)
+        start = int(rng.integers(0, len(noise) - n + 1))
+        noise = noise[start:start + n]  # the same noise in every channel: one room
     p_sig, p_noise = float(np.mean(x ** 2)), float(np.mean(noise ** 2))
     if p_sig == 0 or p_noise == 0: return wave
     scale = math.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
@@ -320,37 +346,42 @@ def audio_add_noise(wave, rng, snr_db=20.0, noise_path=None):
 @register_transform("audio", "time_shift", random=True)
 def audio_time_shift(wave, rng, max_frac=0.1):
     "Shift circularly by up to `max_frac` of the length, either way."
-    m = int(max_frac * len(wave.samples))
-    return Wave(np.roll(wave.samples, int(rng.integers(-m, m + 1))), wave.sr)
+    m = int(max_frac * wave.samples.shape[-1])
+    return Wave(np.roll(wave.samples, int(rng.integers(-m, m + 1)), axis=-1), wave.sr)
 
 @register_transform("audio", "fix_length")
 def audio_fix_length(wave, rng, seconds=1.0):
     "Crop or zero-pad to exactly `seconds`."
     n = int(round(seconds * wave.sr))
-    x = wave.samples[:n]
-    return Wave(np.pad(x, (0, n - len(x))).astype(np.float32), wave.sr)
+    x = wave.samples[..., :n]
+    return Wave(np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])]).astype(np.float32), wave.sr)
 
 # %% ../nbs/00_augmentation.ipynb #b7fd10ae
 @register_transform("audio", "resample")
 def audio_resample(wave, rng, sr=16000):
     "Resample to `sr` Hz, band-limited (FFT): frequencies above the new Nyquist are removed, not aliased."
-    n = len(wave.samples)
+    n = wave.samples.shape[-1]
     if wave.sr == sr or n == 0: return wave
     m = max(1, int(round(n * sr / wave.sr)))
-    spec = np.fft.rfft(wave.samples.astype(np.float64))
-    keep = min(len(spec), m // 2 + 1)
-    out = np.zeros(m // 2 + 1, dtype=complex)
-    out[:keep] = spec[:keep]
-    return Wave((np.fft.irfft(out, m) * (m / n)).astype(np.float32), int(sr))
+    spec = np.fft.rfft(wave.samples.astype(np.float64), axis=-1)
+    keep = min(spec.shape[-1], m // 2 + 1)
+    out = np.zeros(spec.shape[:-1] + (m // 2 + 1,), dtype=complex)
+    out[..., :keep] = spec[..., :keep]
+    return Wave((np.fft.irfft(out, m, axis=-1) * (m / n)).astype(np.float32), int(sr))
 
 @register_transform("audio", "trim")
 def audio_trim(wave, rng, top_db=40.0, margin=0.02):
     "Cut leading and trailing samples quieter than `top_db` below the peak, keeping `margin` seconds of each."
-    x = np.abs(wave.samples)
+    x = np.abs(wave.samples).reshape(-1, wave.samples.shape[-1]).max(axis=0)  # the loudest channel at each sample
     loud = np.flatnonzero(x >= x.max(initial=0.0) * 10 ** (-top_db / 20)) if len(x) else []
     if len(loud) == 0 or x.max() == 0: return wave
     pad = int(round(margin * wave.sr))
-    return Wave(wave.samples[max(0, loud[0] - pad): loud[-1] + 1 + pad].copy(), wave.sr)
+    return Wave(wave.samples[..., max(0, loud[0] - pad): loud[-1] + 1 + pad].copy(), wave.sr)
+
+@register_transform("audio", "mono")
+def audio_mono(wave, rng):
+    "Mix the channels down to one (the mean); a mono recording is left as it is."
+    return wave if wave.samples.ndim == 1 else Wave(wave.samples.mean(axis=0).astype(np.float32), wave.sr)
 
 # %% ../nbs/00_augmentation.ipynb #402641d7
 _URL = re.compile(r"(?:https?://|www\.)\S+")
@@ -394,6 +425,13 @@ def tabular_gaussian_noise(x, rng, std=0.01, relative=False):
     "Add independent normal noise of standard deviation `std` to each feature (`relative`: `std` times its value)."
     noise = rng.normal(0, std, x.shape)
     return (x + noise * np.abs(x) if relative else x + noise).astype(np.float32)
+
+# %% ../nbs/00_augmentation.ipynb #98f60e3f
+@register_transform("tabular", "encode")
+def tabular_encode(x, rng, columns=()):
+    "One row (`column -> cell`) as float32 features, by the column specs of `tables.fit_encoding`."
+    if not isinstance(x, dict): return np.asarray(x, dtype=np.float32).ravel()  # already numbers
+    return tables.encode_rows(list(columns), [x])[0]
 
 # %% ../nbs/00_augmentation.ipynb #5b8eb743
 @dataclass(frozen=True)
@@ -481,12 +519,12 @@ def _split_of(source_id: str, rule: dict, seed: int) -> str:
 # %% ../nbs/00_augmentation.ipynb #74e129df
 TASKS = ("classification", "regression", "multilabel")
 
-def infer_task(targets: Iterable, task: str | None = None) -> str:
-    "The task: `task` if given, else multilabel when a target contains '|', else classification."
-    if task is not None:
-        if task not in TASKS: raise ValueError(f"task {task!r}: use one of {list(TASKS)}")
-        return task
-    return "multilabel" if any("|" in str(t) for t in targets if not _is_missing(t)) else "classification"
+def infer_task(targets: Iterable, task: str | None = None,
+               folder: bool = False,  # Targets are folder names: classes, whatever they look like
+              ) -> str:
+    "The task: `task` if given (None or 'auto': inferred from the targets by `profile.infer_task`)."
+    if task not in (None, "auto") and task not in TASKS: raise ValueError(f"data.task {task!r}: use auto or one of {list(TASKS)}")
+    return prof.infer_task([t for t in targets if not _is_missing(t)], task, folder)
 
 def lookup_target(item: RawItem, task: str = "classification") -> str:
     "The manifest target of `item` for `task` (a class name, a float, or sorted labels joined by '|')."
@@ -504,15 +542,17 @@ def lookup_target(item: RawItem, task: str = "classification") -> str:
 def _class_order(c: str):
     return (0, int(c), c) if re.fullmatch(r"-?\d+", c) else (1, 0, c)
 
-def build_labels(targets: Iterable[str], task: str) -> dict:
-    "The content of labels.json: the task and its sorted classes ([] for regression)."
-    if task == "regression": return {"task": task, "classes": []}
+def build_labels(targets: Iterable[str], task: str,
+                 train: Iterable[str] = ()) -> dict:  # Regression: the train split's targets, for its mean and std
+    "The content of labels.json: the task and its sorted classes ([] and the train target's mean and std for regression)."
+    if task == "regression":
+        y = np.asarray([float(t) for t in train], dtype=np.float64)
+        scale = {"mean": float(y.mean()), "std": float(y.std()) or 1.0} if len(y) else {"mean": 0.0, "std": 1.0}
+        return {"task": task, "classes": [], "target": scale}
     parts = (p for t in targets for p in (t.split("|") if task == "multilabel" else [t]))
     return {"task": task, "classes": sorted(set(parts), key=_class_order)}
 
 # %% ../nbs/00_augmentation.ipynb #cea247df
-_GREY_MODES = ("1", "I", "I;16", "I;16B", "I;16L", "F", "LA", "La")
-
 def read_source(item: RawItem) -> bytes:
     "The raw bytes of an item (its file, or its in-memory value as JSON): what the cache key hashes."
     if item.path is not None: return Path(item.path).read_bytes()
@@ -523,21 +563,29 @@ def _load_image(item, data):
     except UnidentifiedImageError: raise ValueError("not a recognised image file") from None
     img.load()  # decode now: a truncated file fails here, not later in a worker of the data loader
     img = ImageOps.exif_transpose(img)
-    return img if img.mode in ("L", "RGB") else img.convert("L" if img.mode in _GREY_MODES else "RGB")
+    if img.mode in ("L", "RGB", "LA", "RGBA"): return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: scale its range to 0..255
+        a = np.asarray(img, dtype=np.float64); lo, hi = a.min(), a.max()
+        return Image.fromarray(((a - lo) * (255 / (hi - lo)) if hi > lo else a * 0).round().astype(np.uint8), "L")
+    alpha = img.mode in prof.ALPHA_MODES or "transparency" in img.info  # a palette may hold a transparent index
+    grey = img.mode in prof.GREY_MODES
+    return img.convert(("LA" if grey else "RGBA") if alpha else ("L" if grey else "RGB"))
 
 def _load_audio(item, data):
     try: samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except sf.LibsndfileError as e: raise ValueError(f"not a readable audio file ({e.error_string})") from None
     if len(samples) == 0: raise ValueError("audio has no samples")
-    return Wave(samples.mean(axis=1).astype(np.float32), int(sr))
+    bad = int((~np.isfinite(samples)).sum())
+    if bad: raise ValueError(f"audio has {bad} non-finite samples (NaN or infinity) of {samples.size}")
+    return Wave(np.ascontiguousarray(samples[:, 0] if samples.shape[1] == 1 else samples.T), int(sr))  # channels kept: `mono` mixes
 
 def _load_text(item, data):
     return item.value if item.value is not None else data.decode("utf-8-sig")
 
 def _load_tabular(item, data):
-    x = np.asarray(item.value, dtype=np.float32).ravel()
-    if not np.isfinite(x).all(): raise ValueError("features contain NaN or infinity")
-    return x
+    "A row as `column -> cell` (a scanner's list of numbers gets the columns x0, x1, ...)."
+    v = item.value
+    return dict(v) if isinstance(v, dict) else {f"x{k}": c for k, c in enumerate(np.asarray(v, dtype=object).ravel())}
 
 _LOADERS = {"image": _load_image, "audio": _load_audio, "text": _load_text, "tabular": _load_tabular}
 
@@ -551,11 +599,13 @@ def load_raw(item: RawItem, data: bytes):
 # %% ../nbs/00_augmentation.ipynb #6ccc0243
 EXTENSIONS = {"image": ".png", "audio": ".wav", "text": ".txt", "tabular": ".npy"}
 
-def wav_float32_bytes(samples: np.ndarray, sr: int) -> bytes:
-    "A mono IEEE-float32 WAV file (fmt, fact and data chunks; no timestamp)."
-    data = np.asarray(samples, dtype="<f4").tobytes()
-    fmt = struct.pack("<HHIIHHH", 3, 1, sr, sr * 4, 4, 32, 0)  # format 3 = IEEE float, mono, 4-byte frames
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, len(data) // 4)
+def wav_float32_bytes(samples: np.ndarray,  # (samples,) or (channels, samples)
+                      sr: int) -> bytes:
+    "An IEEE-float32 WAV file (fmt, fact and data chunks; no timestamp)."
+    x = np.atleast_2d(np.asarray(samples, dtype="<f4"))
+    c, data = x.shape[0], np.ascontiguousarray(x.T).tobytes()  # frames interleave the channels
+    fmt = struct.pack("<HHIIHHH", 3, c, sr, sr * 4 * c, 4 * c, 32, 0)  # format 3 = IEEE float, 4-byte samples
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, x.shape[1])
             + b"data" + struct.pack("<I", len(data)) + data)
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
@@ -674,7 +724,8 @@ class ItemResult:
     error: dict | None = None  # errors.csv row
     written: int = 0  # Bytes of new processed files
     cached: int = 0  # Copies found in the cache
-    source: list | None = None  # [raw path, size, mtime_ns, content hash] for the hash index
+    source: list | None = None  # [raw path, size, mtime_ns, content hash, facts] for the hash index
+    facts: dict = field(default_factory=dict)  # `profile.content_facts` of the decoded item (or from the index)
 
 def _error(item: RawItem, reason) -> dict:
     reason = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
@@ -688,12 +739,12 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
         st = os.stat(item.path) if item.path is not None else None  # before reading: a later change gets a new stat
         data = read_source(item)
         content_hash, x0 = hashlib.sha256(data).hexdigest(), None
-        res = ItemResult([], source=[str(item.path), st.st_size, st.st_mtime_ns, content_hash] if st else None)
+        res = ItemResult([], source=[str(item.path), st.st_size, st.st_mtime_ns, content_hash, {}] if st else None)
         for copy, rel in job.copy_paths(content_hash, item, split):
             path = os.path.join(job.out_dir, rel)
             if os.path.exists(path): meta = _cached_meta(path, item.modality); res.cached += 1
             else:
-                if x0 is None: x0 = load_raw(item, data)
+                if x0 is None: x0 = load_raw(item, data); res.facts = prof.content_facts(x0, item.modality)
                 blob, meta = render_copy(x0, item, copy, job)
                 res.written += _write(path, blob, fsync=False)  # write_atomic makes items/<xx>/
             res.rows.append(_row(item, copy, rel, split, job.version, _meta_json(item, meta)))
@@ -705,16 +756,16 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
 HASH_INDEX = ".source_hashes.json"
 
 def load_hash_index(out: Path) -> dict:
-    "The hash index of `out` ({path: [size, mtime_ns, sha256]}); empty when missing or unreadable."
+    "The hash index of `out` ({path: [size, mtime_ns, sha256, facts]}); empty when missing or unreadable."
     try: index = json.loads((Path(out) / HASH_INDEX).read_text())
     except (OSError, ValueError): return {}
     return index if isinstance(index, dict) else {}
 
 def _indexed_source(item: RawItem, index: dict) -> list | None:
-    "[path, size, mtime_ns, hash] of an item when its hash is known without reading it (else None)."
-    if item.path is None: return [None, None, None, hashlib.sha256(read_source(item)).hexdigest()]
+    "[path, size, mtime_ns, hash, facts] of an item when its hash is known without reading it (else None)."
+    if item.path is None: return [None, None, None, hashlib.sha256(read_source(item)).hexdigest(), {}]
     entry = index.get(str(item.path))
-    if not entry: return None
+    if not entry or len(entry) != 4: return None  # unknown, or an index of an older mlpipe without facts
     try: st = os.stat(item.path)
     except OSError: return None
     return [str(item.path), *entry] if entry[:2] == [st.st_size, st.st_mtime_ns] else None
@@ -727,12 +778,135 @@ def find_cached(item: RawItem, split: str, job: ItemJob, index: dict) -> ItemRes
     if not all(os.path.exists(os.path.join(job.out_dir, rel)) for _, rel in paths): return None
     meta = _meta_json(item, _cached_meta(os.path.join(job.out_dir, paths[0][1]), item.modality))  # same for all copies
     rows = [_row(item, k, rel, split, job.version, meta) for k, rel in paths]
-    return ItemResult(rows, cached=len(rows), source=source if item.path is not None else None)
+    return ItemResult(rows, cached=len(rows), source=source if item.path is not None else None, facts=source[4])
 
 def write_hash_index(out: Path, results: list[ItemResult]) -> int:
     "Write the index of this run's raw files (so it never grows beyond the current data)."
     index = {s[0]: s[1:] for s in (r.source for r in results) if s}
     return _write(Path(out) / HASH_INDEX, json.dumps(index, sort_keys=True).encode(), fsync=False)
+
+# %% ../nbs/00_augmentation.ipynb #8f6d7ca0
+def _pack_key(job: ItemJob, split: str, X: np.ndarray, ids: list[str]) -> str:
+    "The cache key of one split's pack."
+    h = hashlib.sha256(X.tobytes()); h.update("\0".join(ids).encode())
+    parts = [FORMAT_TAG, "tabular-pack", split, X.shape, h.hexdigest(), job.recipe_json["tabular"][1], job.copies, job.seed, job.version]
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
+
+def process_table(pairs: list[tuple[RawItem, str]],  # (tabular item, split) pairs
+                  job: ItemJob,  # Its tabular steps start with `encode`
+                  counts: Counter | None = None,  # Incremented by the encoding: cells filled, unseen categories
+                 ) -> list[ItemResult]:
+    "Every split's table rows as one packed .npy (originals and copies), one `ItemResult` per split."
+    steps = job.steps["tabular"]
+    if not pairs: return []
+    if not steps or steps[0].name != "encode": raise ValueError("tabular recipe: the first step must be `encode` (augment puts it there)")
+    spec, rest, results = steps[0].params.get("columns", []), steps[1:], []
+    for split in SPLITS:
+        part = [it for it, s in pairs if s == split]
+        if not part: continue
+        X = tables.encode_rows(spec, [_load_tabular(it, b"") for it in part], counts)
+        n = 1 + (job.copies if split == "train" else 0)
+        rel = item_relpath(_pack_key(job, split, X, [it.source_id for it in part]), "tabular")
+        res, cached = ItemResult([]), os.path.exists(os.path.join(job.out_dir, rel))
+        blocks = []
+        for i, item in enumerate(part):
+            try:
+                xs = [X[i]] if cached else [apply_pipeline(X[i].copy(), rest, item_rng(job.seed, item.source_id, k) if k else None)
+                                              for k in range(n)]
+            except Exception as e:
+                results.append(ItemResult([], _error(item, e))); continue
+            for k in range(n):
+                res.rows.append(_row(item, k, f"{rel}#{len(res.rows)}", split, job.version, _meta_json(item, {})))
+            blocks += xs
+        if not res.rows: continue
+        if cached: res.cached = len(res.rows)
+        else:
+            buf = io.BytesIO(); np.save(buf, np.stack(blocks).astype(np.float32))
+            res.written = _write(os.path.join(job.out_dir, rel), buf.getvalue(), fsync=False)
+        results.append(res)
+    return results
+
+# %% ../nbs/00_augmentation.ipynb #7a104cb4
+def scan_facts(items: list[RawItem], index: dict) -> dict[str, dict]:
+    "Header facts per source_id: from the hash index when the file is unchanged, else from its header."
+    facts = {}
+    for it in items:
+        if it.path is None:  # a table row: a text's facts are at hand
+            facts[it.source_id] = prof.content_facts(it.value, "text") if it.modality == "text" else {}
+            continue
+        entry = index.get(str(it.path))
+        if entry and len(entry) == 4:
+            with contextlib.suppress(OSError):
+                st = os.stat(it.path)
+                if entry[:2] == [st.st_size, st.st_mtime_ns]: facts[it.source_id] = entry[3]; continue
+        facts[it.source_id] = prof.header_facts(it.path, it.modality)
+    return facts
+
+def plan_recipe(pairs: list[tuple[RawItem, str]],  # (item, split) of the usable items
+                facts: dict[str, dict],  # `scan_facts`
+                prep: dict,  # augment.image / augment.audio / augment.tabular settings
+                recipe: dict | None,  # The user's augment.recipe
+               ) -> tuple[dict, dict]:
+    "The recipe with the profile's steps first, and what the profile says of images, audio and the table."
+    user = {m: list((recipe or {}).get(m) or []) for m in MODALITIES}
+    of = lambda m: [facts.get(it.source_id, {}) for it, _ in pairs if it.modality == m]
+    img, said_img = prof.plan_images(of("image"), prep.get("image") or {}, user["image"])
+    aud, said_aud = prof.plan_audio(of("audio"), prep.get("audio") or {}, user["audio"])
+    said, tab = {"image": said_img, "audio": said_aud}, []
+    table = [(it, s) for it, s in pairs if it.modality == "tabular"]
+    if table:
+        rows = [_load_tabular(it, b"") for it, _ in table]
+        kinds = tables.profile_columns(rows, list(dict.fromkeys(c for r in rows for c in r)))
+        train = [r for r, (_, s) in zip(rows, table) if s == "train"] or rows
+        spec = tables.fit_encoding(train, kinds, (prep.get("tabular") or {}).get("one_hot_max", 16))
+        if not spec:
+            why = ", ".join(f"{c} ({k['kind']})" for c, k in kinds.items())
+            raise ValueError(f"the table has no numeric or categorical column to learn from: {why}; "
+                             "a text column goes in data.scanner_args.text_col")
+        tab, said["table"] = [{"name": "encode", "columns": spec}], {"kinds": kinds, "spec": spec}
+    return {"image": img + user["image"], "audio": aud + user["audio"], "text": user["text"], "tabular": tab + user["tabular"]}, said
+
+# %% ../nbs/00_augmentation.ipynb #bace54b2
+def _reason_kind(reason: str) -> str:
+    "An errors.csv reason without the item's own details, to count reasons ('ValueError: audio has 3 non-finite…' -> 'audio has …')."
+    return re.sub(r"\d+", "N", reason.removeprefix("ValueError: "))[:80]
+
+def build_profile(found: list[RawItem], pairs: list[tuple[RawItem, str]], errors: list[dict], facts: dict, said: dict,
+                  steps: dict, task: str, counts: Counter, source: str = "") -> dict:
+    "The content of profile.json (see above)."
+    p = {"raw_items": len(found), "usable": len(pairs), "skipped": len(errors),
+         "skipped_reasons": dict(Counter(_reason_kind(e["reason"]) for e in errors).most_common()),
+         "modalities": dict(Counter(it.modality for it, _ in pairs)), "task": task}
+    warn = []
+    if said.get("image"):
+        im = [facts.get(it.source_id, {}) for it, _ in pairs if it.modality == "image"]
+        p["image"] = {**said["image"], "alpha_used": sum(bool(f.get("alpha_used")) for f in im),
+                      "alpha_only": sum(bool(f.get("alpha_only")) for f in im), "background": steps["image"][0].params.get("background")}
+    if said.get("audio"): p["audio"] = said["audio"]
+    text = prof.profile_text([facts.get(it.source_id, {}) for it, _ in pairs if it.modality == "text"])
+    if text: p["text"] = text
+    if "table" in said:
+        n_rows = sum(it.modality == "tabular" for it in found)
+        p["table"] = tables.table_profile(said["table"]["kinds"], said["table"]["spec"], counts, n_rows, source)
+        for col, k in p["table"]["columns"].items():
+            if k["kind"] == "text": warn.append(f"column {col!r} is free text and is not used: name it in data.scanner_args.text_col to learn from it as text")
+            elif k["missing"] > 0.5 and k["kind"] in tables.USED_KINDS: warn.append(f"column {col!r} is {k['missing']:.0%} missing")
+    if pairs:
+        p["target"], w = prof.target_profile([it.target for it, _ in pairs], task)
+        warn += w
+    if errors and len(errors) > 0.1 * len(found):
+        warn.append(f"{len(errors)} of {len(found)} raw items were skipped ({', '.join(f'{n} {r}' for r, n in list(p['skipped_reasons'].items())[:3])}); see errors.csv")
+    p["conversions"] = {k: v for k, v in {
+        "alpha composited": p.get("image", {}).get("with_alpha", 0), "mode converted": p.get("image", {}).get("converted_mode", 0),
+        "resized": p.get("image", {}).get("resized", 0), "resampled": p.get("audio", {}).get("resampled", 0),
+        "mixed to mono": p.get("audio", {}).get("mixed_to_mono", 0),
+        "cells filled": sum(v for k, v in counts.items() if k.endswith(" filled")),
+        "stray words made missing": sum(k.get("stray", 0) for k in p.get("table", {}).get("columns", {}).values()),
+        "unseen categories": sum(v for k, v in counts.items() if k.endswith(" unknown category"))}.items() if v}
+    used = {it.modality for it, _ in pairs}
+    p["recipe"] = {m: [s.spec() for s in st] for m, st in steps.items() if m in used}
+    p["warnings"] = warn
+    return p
 
 # %% ../nbs/00_augmentation.ipynb #10829656
 PARALLEL_MIN_ITEMS = 64  # Fewer items than this are processed in the calling process
@@ -786,8 +960,14 @@ def estimate_bytes(
     job: ItemJob,  # The recipe, copies and seed
     n_sample: int = 8,  # Items actually processed (in memory)
 ) -> int:
-    "Estimated bytes of the processed files: mean size of a few rendered samples x rows to write."
-    if not pairs: return 0
+    "Estimated bytes of the processed files: mean size of a few rendered samples x rows to write (tables: their packs)."
+    table = [(it, s) for it, s in pairs if it.modality == "tabular"]
+    pairs = [(it, s) for it, s in pairs if it.modality != "tabular"]
+    packed = 0
+    if table:
+        width = len(render_copy(load_raw(table[0][0], b""), table[0][0], 0, job)[0]) - 128  # one row's bytes past the .npy header
+        packed = width * sum(1 + (job.copies if s == "train" else 0) for _, s in table) + 128 * len(SPLITS)
+    if not pairs: return packed
     idx = sorted(set(np.linspace(0, len(pairs) - 1, min(n_sample, len(pairs))).round().astype(int).tolist()))
     sizes = []
     for i in idx:
@@ -797,7 +977,7 @@ def estimate_bytes(
             sizes += [len(render_copy(x0, item, k, job)[0]) for k in ([0, 1] if job.copies else [0])]
         except Exception: continue  # a broken sample says nothing about the size of good ones
     n_rows = sum(1 + (job.copies if split == "train" else 0) for _, split in pairs)
-    return int(round(float(np.mean(sizes)) * n_rows)) if sizes else 0
+    return packed + (int(round(float(np.mean(sizes)) * n_rows)) if sizes else 0)
 
 # %% ../nbs/00_augmentation.ipynb #d0af3640
 def _human(n: float) -> str:
@@ -818,15 +998,21 @@ class AugmentReport:
     seconds: float  # Wall time of the run
     estimated_bytes: int | None = None  # Estimate of the processed files (when max_bytes or dry_run)
     dry_run: bool = False  # True: nothing was written
+    profile: dict = field(default_factory=dict)  # profile.json: what the data is and what was converted
+
+    def profile_lines(self) -> list[str]: return prof.summary_lines(self.profile)
 
     def __str__(self):
         splits = ", ".join(f"{k} {v}" for k, v in self.rows.items())
         if self.dry_run:
-            return (f"augment dry run: {self.n_sources} raw items would give {self.n_rows} rows ({splits}) in "
-                    f"{self.out_dir}, about {_human(self.estimated_bytes or 0)} of processed files; nothing was written.")
-        return (f"augment: {self.n_sources} raw items -> {self.n_rows} rows ({splits}) in {self.out_dir}; "
-                f"{self.n_errors} skipped (see errors.csv); {self.n_rows - self.n_cached} files made, {self.n_cached} "
-                f"reused from the cache; {_human(self.bytes_written)} written in {self.seconds:.1f} s.")
+            head = (f"augment dry run: {self.n_sources} raw items would give {self.n_rows} rows ({splits}) in "
+                    f"{self.out_dir}, about {_human(self.estimated_bytes or 0)} of processed files; {self.n_errors} "
+                    "would be skipped; nothing was written.")
+        else:
+            head = (f"augment: {self.n_sources} raw items -> {self.n_rows} rows ({splits}) in {self.out_dir}; "
+                    f"{self.n_errors} skipped (see errors.csv); {self.n_rows - self.n_cached} rows made, {self.n_cached} "
+                    f"reused from the cache; {_human(self.bytes_written)} written in {self.seconds:.1f} s.")
+        return "\n".join([head, *self.profile_lines()])
 
 # %% ../nbs/00_augmentation.ipynb #fa333bd9
 class RawItemWarning(UserWarning):
@@ -847,12 +1033,21 @@ def _with_targets(items: list[RawItem], task: str) -> tuple[list[RawItem], list[
         except ValueError as e: errors.append(_error(it, str(e)))
     return ok, errors
 
-def produce_items(pairs: list[tuple[RawItem, str]], job: ItemJob, workers=1, progress=None) -> list[ItemResult]:
+def produce_items(pairs: list[tuple[RawItem, str]], job: ItemJob, workers=1, progress=None, index=None) -> list[ItemResult]:
     "Every item's result: `find_cached` for items known to be done, `process_items` for the others."
-    index = load_hash_index(Path(job.out_dir))
+    index = load_hash_index(Path(job.out_dir)) if index is None else index
     cached = [(pair, find_cached(*pair, job, index)) for pair in pairs]
     todo = [pair for pair, res in cached if res is None]
     return [res for _, res in cached if res is not None] + process_items(todo, job, workers, progress)
+
+def _warn_skipped(errors: list[dict], stacklevel=3):
+    "One warning per reason: the item, or how many items and the first few (all are in errors.csv)."
+    by_reason = {}
+    for e in sorted(errors, key=lambda e: e["source_id"]): by_reason.setdefault(e["reason"], []).append(e["source_id"])
+    for reason, ids in by_reason.items():
+        msg = (f"skipped raw item {ids[0]}: {reason}" if len(ids) == 1 else
+               f"skipped {len(ids)} raw items: {reason} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}; all in errors.csv)")
+        warnings.warn(msg, RawItemWarning, stacklevel=stacklevel)
 
 def _split_counts(rows) -> dict:
     c = Counter(r["split"] for r in rows)
@@ -872,9 +1067,9 @@ def _text_vocab(out: Path, rows: list[dict], min_freq: int) -> dict | None:
     train = [r for r in text if r["split"] == "train" and r["aug_tag"].endswith("/orig")]
     return build_vocab(((out / r["path"]).read_text(encoding="utf-8").split() for r in train), min_freq)
 
-def write_outputs(out: Path, rows, errors, labels, vocab) -> int:
-    "Write errors.csv, labels.json, vocab.json and manifest.csv (last), all atomically; return bytes written."
-    n = write_errors_csv(out / "errors.csv", errors) + write_json(out / "labels.json", labels)
+def write_outputs(out: Path, rows, errors, labels, vocab, profile) -> int:
+    "Write errors.csv, labels.json, profile.json, vocab.json and manifest.csv (last), all atomically; return bytes written."
+    n = write_errors_csv(out / "errors.csv", errors) + write_json(out / "labels.json", labels) + write_json(out / "profile.json", profile)
     if vocab is not None: n += write_json(out / "vocab.json", vocab)
     else: (out / "vocab.json").unlink(missing_ok=True)  # a stale vocabulary from an earlier text run
     return n + write_manifest_csv(out / "manifest.csv", rows)
@@ -914,50 +1109,68 @@ def augment(
     seed=0,  # seed: seeds the random steps and the splits
     version="v1",  # augment.version: in every cache key and aug_tag
     scanner="folder",  # data.scanner: registered name or import path
-    scanner_args=None,  # data.scanner_args; may also hold `task` and `min_freq`
+    scanner_args=None,  # data.scanner_args; may also hold `min_freq`
+    task=None,  # data.task: None or 'auto' to infer it from the targets, or classification|regression|multilabel
+    prep=None,  # {'image': augment.image, 'audio': augment.audio, 'tabular': augment.tabular}: the profile's choices
     workers=2,  # augment.workers: processes
     max_bytes=None,  # augment.max_bytes: refuse when the estimate is larger
-    dry_run=False,  # Only estimate; write nothing
+    dry_run=False,  # Only profile and estimate; write nothing
     progress=None,  # Progress bar: None = when stderr is a terminal
 ) -> AugmentReport:
-    "Scan raw data, apply the recipe, assign splits and write processed files plus manifest.csv to `out_dir`."
+    "Scan and profile raw data, apply the recipe, assign splits and write processed files, manifest.csv and profile.json to `out_dir`."
     t0, out = time.perf_counter(), Path(out_dir)
     _check_args(copies, workers, max_bytes)
     args = dict(scanner_args or {})
-    task_arg, min_freq_arg = args.pop("task", None), args.pop("min_freq", None)
-    rule, steps = check_split_rule(split_rule or DEFAULT_SPLIT_RULE), build_recipe(recipe)
+    min_freq_arg = args.pop("min_freq", None)
+    rule = check_split_rule(split_rule or DEFAULT_SPLIT_RULE)
+    build_recipe(recipe)  # the user's recipe is checked before anything is read
     if scanner == "folder" and out.resolve().is_relative_to(Path(raw_dir).resolve()):
         raise ValueError(f"out_dir {out} is inside raw_dir {raw_dir}: its files would be scanned as raw items next time")
     found = scan_raw_data(raw_dir, scanner, args)
     if not found: raise ValueError(f"no raw items under {raw_dir} (scanner {scanner!r}); a folder tree is raw_dir/<label>/<file>")
-    task = infer_task([it.target for it in found], task_arg)
+    task = infer_task([it.target for it in found if not it.error], task, folder=scanner == "folder")
     items, errors = _with_targets(found, task)
     pairs = [(it, _split_of(it.source_id, rule, seed)) for it in items]
+    index = load_hash_index(out)
+    facts = scan_facts(items, index)
+    effective, said = plan_recipe(pairs, facts, prep or {}, recipe)  # refuses what cannot be handled, before any write
+    steps = build_recipe(effective)
     job = ItemJob(str(out), steps, copies, seed, str(version))
+    source = Path(raw_dir).name if scanner == "table" else ""
     estimate = estimate_bytes(pairs, job) if (dry_run or max_bytes is not None) else None
     if max_bytes is not None and estimate > max_bytes:
         raise ValueError(f"augment would write about {_human(estimate)} of processed files to {out}, over max_bytes="
                          f"{_human(max_bytes)}; lower copies, shrink the recipe's output size, or raise max_bytes")
     if dry_run:
         rows = [{"split": s} for it, s in pairs for _ in range(1 + (copies if s == "train" else 0))]
+        profile = build_profile(found, pairs, errors, facts, said, steps, task, Counter(), source)
         return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors), 0, 0,
-                             time.perf_counter() - t0, estimate, dry_run=True)
+                             time.perf_counter() - t0, estimate, dry_run=True, profile=profile)
     (out / "items").mkdir(parents=True, exist_ok=True)
-    results = produce_items(pairs, job, workers, progress)
+    counts = Counter()
+    results = produce_items([p for p in pairs if p[0].modality != "tabular"], job, workers, progress, index)
+    results += process_table([p for p in pairs if p[0].modality == "tabular"], job, counts)
     rows = [r for res in results for r in res.rows]
     errors += [res.error for res in results if res.error]
-    for e in sorted(errors, key=lambda e: e["source_id"]):
-        warnings.warn(f"skipped raw item {e['source_id']}: {e['reason']}", RawItemWarning, stacklevel=2)
+    _warn_skipped(errors)
     if not rows:
         write_errors_csv(out / "errors.csv", errors)
         raise ValueError(f"all {len(found)} raw items under {raw_dir} failed; see {out / 'errors.csv'}")
-    labels = build_labels((r["target"] for r in rows), task)
+    by_hash = {res.source[3]: res.facts for res in results if res.source and res.facts}  # same bytes, same facts
+    for res in results:  # the decoded items' facts join their header facts, in the profile and in the hash index
+        if res.source and not res.facts: res.facts = by_hash.get(res.source[3], {})
+        if res.rows and res.facts: facts[res.rows[0]["source_id"]] = {**facts.get(res.rows[0]["source_id"], {}), **res.facts}
+        if res.source: res.source[4] = facts.get(res.rows[0]["source_id"], {}) if res.rows else {}
+    done = {r["source_id"] for r in rows}
+    profile = build_profile(found, [p for p in pairs if p[0].source_id in done], errors, facts, said, steps, task, counts, source)
+    train = [r["target"] for r in rows if r["split"] == "train" and r["aug_tag"].endswith("/orig")]
+    labels = build_labels((r["target"] for r in rows), task, train)
     written = sum(res.written for res in results)
-    written += write_outputs(out, rows, errors, labels, _text_vocab(out, rows, _min_freq(steps, min_freq_arg)))
+    written += write_outputs(out, rows, errors, labels, _text_vocab(out, rows, _min_freq(steps, min_freq_arg)), profile)
     written += write_hash_index(out, results)
-    tidy_out_dir(out, {r["path"] for r in rows})
+    tidy_out_dir(out, {r["path"].partition("#")[0] for r in rows})
     return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors),
-                         sum(res.cached for res in results), written, time.perf_counter() - t0, estimate)
+                         sum(res.cached for res in results), written, time.perf_counter() - t0, estimate, profile=profile)
 
 # %% ../nbs/00_augmentation.ipynb #1479be6f
 def augment_data(cfg,  # A resolved `mlpipe.config.Config`
@@ -966,5 +1179,6 @@ def augment_data(cfg,  # A resolved `mlpipe.config.Config`
     "Run the augmentation stage with this config's keys; returns its report."
     return augment(cfg.data.raw_dir, cfg.manifest.parent, recipe=cfg.augment.recipe, copies=cfg.augment.copies,
                    split_rule=cfg.split.rule, seed=cfg.seed, version=cfg.augment.version, scanner=cfg.data.scanner,
-                   scanner_args=cfg.data.scanner_args, workers=cfg.augment.workers, max_bytes=cfg.augment.max_bytes,
-                   dry_run=dry_run)
+                   scanner_args=cfg.data.scanner_args, task=cfg.data.task, workers=cfg.augment.workers,
+                   prep={"image": asdict(cfg.augment.image), "audio": asdict(cfg.augment.audio), "tabular": asdict(cfg.augment.tabular)},
+                   max_bytes=cfg.augment.max_bytes, dry_run=dry_run)

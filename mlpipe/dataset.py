@@ -7,7 +7,7 @@ Docs: https://mlpipe.github.io/mlpipe/dataset.html.md"""
 # %% ../nbs/01_dataset.ipynb #e39314df
 from __future__ import annotations
 import json, os, random
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +67,16 @@ EXT_KINDS = {**dict.fromkeys([".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", "
              **dict.fromkeys([".wav", ".flac", ".ogg"], "audio"),
              ".txt": "text", ".npy": "tabular", ".pt": "tensor"}
 
-def load_input(path,
+@lru_cache(maxsize=8)
+def _pack(path):
+    "A packed table (.npy), memory-mapped once per process: rows are read on demand."
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+def load_input(path,  # A processed file, or `<pack>.npy#<row>` for a row of a packed table
                vocab=None):  # token -> id dict, needed for text only
     "Load one processed item as a tensor, choosing the reader from the file extension."
+    path, sep, row = str(path).partition("#")
+    if sep: return torch.from_numpy(np.array(_pack(path)[int(row)], dtype=np.float32))
     kind = EXT_KINDS.get(Path(path).suffix.lower())
     if kind is None: raise ValueError(f"{path}: no reader for {Path(path).suffix!r} files; known: {sorted(EXT_KINDS)}")
     if kind == "text": return load_text(path, vocab)
@@ -105,7 +112,9 @@ def read_labels(root):  # The manifest's directory
     if task not in TASKS: raise ValueError(f"{p}: 'task' must be one of {list(TASKS)}, got {task!r}")
     if task != "regression" and not (isinstance(classes, list) and classes):
         raise ValueError(f"{p}: a {task} task needs a non-empty 'classes' list")
-    return {"task": task, "classes": [str(c) for c in classes]}
+    out = {"task": task, "classes": [str(c) for c in classes]}
+    if task == "regression" and isinstance(labels.get("target"), dict): out["target"] = labels["target"]  # train mean and std
+    return out
 
 def read_vocab(root):  # The manifest's directory
     "Read `vocab.json` next to the manifest as a token -> id dict, or None when there is none."
@@ -257,7 +266,7 @@ class ManifestDataset(Dataset):
         path = self.path(i)
         try: x = load_input(path, self.vocab)
         except Exception:  # readers word a missing file differently: checked here, not with a stat per item
-            if not os.path.exists(path):
+            if not os.path.exists(path.partition("#")[0]):
                 raise FileNotFoundError(f"{self.csv_path}: row id {self.value('id', i)!r}: file not found: {path}") from None
             raise
         if self.transforms is not None:
@@ -276,12 +285,13 @@ class ManifestDataset(Dataset):
         modality = self.value("modality", 0) if "modality" in self.cats else ""
         return {"task": task, "classes": classes, "n_outputs": 1 if task == "regression" else len(classes),
                 "modality": modality or EXT_KINDS.get(Path(self.value("path", 0)).suffix.lower()),
-                "in_shape": tuple(x.shape), "vocab_size": len(self.vocab) if self.vocab is not None else None}
+                "in_shape": tuple(x.shape), "vocab_size": len(self.vocab) if self.vocab is not None else None,
+                **({"target_scale": self.labels["target"]} if "target" in self.labels else {})}  # regression: train mean, std
 
     def check_files(self,
                     limit=10):  # How many missing files to name in the message
         "Check every row's file exists, raising one FileNotFoundError that names the missing ones; return the count."
-        missing = [(self.value("id", i), p) for i in range(len(self)) if not os.path.exists(p := self.path(i))]
+        missing = [(self.value("id", i), p) for i in range(len(self)) if not os.path.exists((p := self.path(i)).partition("#")[0])]
         if missing:
             lines = [f"  row id {rid!r}: {p}" for rid, p in missing[:limit]]
             if len(missing) > limit: lines.append(f"  ... and {len(missing) - limit} more")

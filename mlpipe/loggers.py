@@ -25,7 +25,7 @@ def is_main_process() -> bool:
 
 # %% ../nbs/03d_loggers.ipynb #194d4ea9
 class SaveDataInfo(Callback):
-    "Copies labels.json and vocab.json of the training data, and its `info` as info.json, into the run directory."
+    "Copies labels.json, vocab.json and profile.json of the training data, and its `info` as info.json, into the run directory."
     order = 5
     def __init__(self, run_dir):  # The run directory
         self.run_dir = Path(run_dir)
@@ -34,7 +34,7 @@ class SaveDataInfo(Callback):
         ds = getattr(trainer.train_loader, "dataset", None)
         root, info = getattr(ds, "root", None), getattr(ds, "info", None)
         if root is None or info is None: return  # not a ManifestDataset: nothing known to keep
-        for name in ("labels.json", "vocab.json"):
+        for name in ("labels.json", "vocab.json", "profile.json"):
             if (Path(root)/name).is_file(): write_json_atomic(self.run_dir/name, json.loads((Path(root)/name).read_text()))
         write_json_atomic(self.run_dir/"info.json", {k: list(v) if isinstance(v, tuple) else v for k, v in info.items()})
 

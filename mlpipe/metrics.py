@@ -15,8 +15,9 @@ from .model import call_factory, lookup, registrar, split_spec
 
 # %% auto #0
 __all__ = ['LOSSES', 'METRICS', 'OPTIMIZERS', 'register_loss', 'RegressionLoss', 'cross_entropy', 'bce_with_logits', 'mse', 'l1',
-           'huber', 'build_loss', 'Metric', 'register_metric', 'Accuracy', 'TopK', 'MacroF1', 'MultilabelAccuracy',
-           'MultilabelF1', 'MAE', 'RMSE', 'R2', 'build_metrics', 'param_groups', 'build_optimizer']
+           'huber', 'build_loss', 'StandardizedLoss', 'Metric', 'register_metric', 'Accuracy', 'TopK', 'MacroF1',
+           'MultilabelAccuracy', 'MultilabelF1', 'MAE', 'RMSE', 'R2', 'build_metrics', 'param_groups',
+           'build_optimizer']
 
 # %% ../nbs/03b_metrics.ipynb #4c897f09
 LOSSES: dict[str, Callable[..., nn.Module]] = {}  # name -> factory(**params)
@@ -80,6 +81,15 @@ def build_loss(loss_cfg: dict|str,  # {"name": registry name or import path, **p
     loss = call_factory("loss", name, lookup("loss", name, LOSSES), params)
     if not callable(loss): raise ValueError(f"loss {name!r} returned {type(loss).__name__}, which cannot be called")
     return loss
+
+# %% ../nbs/03b_metrics.ipynb #5d1a7c21
+class StandardizedLoss(nn.Module):
+    "A regression loss on the standardised target: `fn((pred - mean) / std, (target - mean) / std)`."
+    def __init__(self, fn: Callable, mean: float, std: float):
+        super().__init__()
+        self.fn, self.mean, self.std = fn, float(mean), float(std)
+
+    def forward(self, pred, target): return self.fn((pred - self.mean) / self.std, (target - self.mean) / self.std)
 
 # %% ../nbs/03b_metrics.ipynb #8cfe934d
 class Metric:

@@ -15,8 +15,8 @@ from .core import import_obj
 # %% auto #0
 __all__ = ['BACKBONES', 'HEADS', 'lookup', 'accepts', 'call_factory', 'registrar', 'register_backbone', 'register_head', 'Model',
            'mlp', 'small_cnn', 'audio_cnn1d', 'TextBag', 'TextTransformer', 'classifier', 'RegressionHead',
-           'regression', 'multilabel', 'feature_width', 'split_spec', 'build_backbone', 'build_head', 'build_model',
-           'count_params']
+           'regression', 'TargetScale', 'multilabel', 'feature_width', 'split_spec', 'build_backbone', 'build_head',
+           'build_model', 'count_params']
 
 # %% ../nbs/02_model.ipynb #52cd15b2
 def lookup(kind: str,  # Config key the name came from, e.g. "model.backbone"; used in error messages
@@ -226,20 +226,31 @@ def classifier(in_features: int,  # Width of the backbone's features
 # %% ../nbs/02_model.ipynb #3dc87c5a
 class RegressionHead(nn.Module):
     "A Linear layer; one output is squeezed to shape (B,) to match a scalar target."
-    def __init__(self, in_features: int, n_outputs: int = 1):
+    def __init__(self, in_features: int, n_outputs: int = 1, dropout: float = 0.0):
         super().__init__()
-        self.fc = nn.Linear(in_features, n_outputs)
+        self.drop, self.fc = nn.Dropout(dropout) if dropout else nn.Identity(), nn.Linear(in_features, n_outputs)
 
     def forward(self, h):
-        y = self.fc(h)
+        y = self.fc(self.drop(h))
         return y.squeeze(-1) if self.fc.out_features == 1 else y
 
 @register_head
 def regression(in_features: int,  # Width of the backbone's features
                n_outputs: int = 1,  # Number of targets; 1 gives predictions of shape (B,)
+               dropout: float = 0.0,  # Dropout before the linear layer
               ) -> nn.Module:
     "Linear layer to `n_outputs` values, squeezed to (B,) for a single target."
-    return RegressionHead(in_features, n_outputs)
+    return RegressionHead(in_features, n_outputs, dropout)
+
+class TargetScale(nn.Module):
+    "A head trained on the standardised target, its outputs mapped back to the target's units: `head(h) * std + mean`."
+    def __init__(self, head: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.head = head
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, h): return self.head(h) * self.std + self.mean
 
 # %% ../nbs/02_model.ipynb #fa4e7393
 @register_head
@@ -327,7 +338,9 @@ def build_model(model_cfg: dict,  # {"backbone": spec, "head": spec}
     if isinstance(n_outputs, bool) or not isinstance(n_outputs, int) or n_outputs < 1:
         raise ValueError(f"model: n_outputs must be a positive int, got {n_outputs!r}")
     backbone = build_backbone(model_cfg["backbone"], info)
-    return Model(backbone, build_head(model_cfg["head"], backbone.out_features, n_outputs))
+    head = build_head(model_cfg["head"], backbone.out_features, n_outputs)
+    scale = (info or {}).get("target_scale")  # regression: the train target's mean and std, from labels.json
+    return Model(backbone, TargetScale(head, scale["mean"], scale["std"]) if scale else head)
 
 def count_params(model: nn.Module, trainable_only=False) -> int:
     "Number of parameters in `model` (only those with `requires_grad` if `trainable_only`)."

@@ -138,10 +138,12 @@ class Predictor:
                  labels: dict,  # labels.json: {'task': ..., 'classes': [...]}
                  info: dict,  # The training dataset's info: modality, in_shape, vocab_size...
                  vocab: dict | None = None,  # token -> id (text models)
-                 device="cpu"):  # Where the model runs: 'cpu', 'cuda', 'auto'...
+                 device="cpu",  # Where the model runs: 'cpu', 'cuda', 'auto'...
+                 recipe: dict | None = None):  # The recipe the training data was processed with (profile.json's); None: the config's
         self.device = pick_device(device)
         self.model, self.config, self.labels, self.info, self.vocab = model.to(self.device).eval(), config, labels, info, vocab
-        self.steps = build_recipe((config.get("augment") or {}).get("recipe"))
+        # profile.json's recipe holds the steps the data profile added (alpha, mode, size, rate, the table encoding)
+        self.steps = build_recipe(recipe if recipe is not None else (config.get("augment") or {}).get("recipe"))
         self.tf = build_transforms((config.get("tf") or {}).get("val") or [])
 
     @classmethod
@@ -170,7 +172,9 @@ class Predictor:
         m = config.get("model") or {}
         model = build_model({"backbone": m.get("backbone"), "head": m.get("head")}, m.get("n_outputs") or info["n_outputs"], info)
         model.load_state_dict(ckpt["model"])
-        return cls(model, config, labels, info, vocab, device)
+        profile = _data_file(folder, config, "profile.json")
+        recipe = json.loads(profile.read_text()).get("recipe") if profile else None
+        return cls(model, config, labels, info, vocab, device, recipe)
 
     @classmethod
     def from_run(cls, run_dir, device="cpu"):

@@ -21,11 +21,11 @@ import torch
 from .callbacks import (Checkpoint, CsvLogger, EarlyStopping, LRScheduler, LivePlot, ProgressBar, StopOnSignal,
                               resume_checkpoint)
 from .loggers import logger_callbacks
-from .config import Config, dump_config, load_config
+from .config import Config, dump_config, load_config, resolve_auto
 from .dataset import ManifestDataset, build_transforms, make_loader
 from .distributed import (ShardSampler, barrier, cleanup, dist_env, init_distributed, is_main, on_main,
                                 process_device, rank_seed, train_sampler)
-from .metrics import build_loss, build_metrics, build_optimizer
+from .metrics import StandardizedLoss, build_loss, build_metrics, build_optimizer
 from .model import build_model
 from .runs import plot_metrics, read_status, write_json_atomic
 from .trainer import CancelFitException, Trainer, pick_device
@@ -125,10 +125,12 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                            sampler=train_sampler(train_ds, cfg.loader.train.shuffle, cfg.seed, env) if ddp else None)
     val_dl = make_loader(val_ds, asdict(cfg.loader.val), seed=cfg.seed,
                          sampler=ShardSampler(len(val_ds), env.rank, env.world_size) if ddp else None)
+    cfg = resolve_auto(cfg, train_ds.info["task"])  # `auto` head, loss, metrics and monitor follow the data's task
     model = build_model({"backbone": cfg.model.backbone, "head": cfg.model.head},
                         cfg.model.n_outputs or train_ds.info["n_outputs"], train_ds.info)
     optim = build_optimizer(model, cfg.optim)
     loss_fn, metrics = build_loss(cfg.loss), build_metrics(cfg.metrics)
+    if scale := train_ds.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
     joined = init_distributed(device)  # only now: a user error above stops each process before it waits for the others
     run_dir = Path(resume) if resume else on_main(make_run_dir, cfg.checkpoint.root, cfg.run_name)  # rank 0 names it
     resume_from = None
