@@ -127,8 +127,7 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
 _is_missing = tables.is_missing  # empty, NaN, or a marker such as NA (see 00c_tables)
 
 def _is_number(v) -> bool:
-    try: float(v); return not isinstance(v, bool)
-    except (TypeError, ValueError): return False
+    return tables.as_number(v) is not None
 
 # %% ../nbs/00_augmentation.ipynb #83198c80
 def _id_column(cols, rows, id_col) -> str | None:
@@ -531,7 +530,7 @@ def lookup_target(item: RawItem, task: str = "classification") -> str:
     t = item.target
     if _is_missing(t): raise ValueError("missing target")
     if task == "regression":
-        if not _is_number(t) or not math.isfinite(float(t)): raise ValueError(f"target {t!r} is not a number (task regression)")
+        if not _is_number(t): raise ValueError(f"target {t!r} is not a number (task regression)")
         return repr(float(t))
     if task == "multilabel":
         labels = sorted({p.strip() for p in str(t).split("|") if p.strip()})
@@ -563,10 +562,11 @@ def _load_image(item, data):
     except UnidentifiedImageError: raise ValueError("not a recognised image file") from None
     img.load()  # decode now: a truncated file fails here, not later in a worker of the data loader
     img = ImageOps.exif_transpose(img)
-    if img.mode in ("L", "RGB", "LA", "RGBA"): return img
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: scale its range to 0..255
-        a = np.asarray(img, dtype=np.float64); lo, hi = a.min(), a.max()
-        return Image.fromarray(((a - lo) * (255 / (hi - lo)) if hi > lo else a * 0).round().astype(np.uint8), "L")
+    if img.mode in ("LA", "RGBA") or (img.mode in ("L", "RGB") and "transparency" not in img.info): return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit grey /257, float grey 0..1 or 0..255: a fixed scale
+        a = np.asarray(img, dtype=np.float64)
+        scale = 1 / 257 if img.mode != "F" else (255 if a.max(initial=0) <= 1 else 1)
+        return Image.fromarray(np.clip(a * scale, 0, 255).round().astype(np.uint8), "L")
     alpha = img.mode in prof.ALPHA_MODES or "transparency" in img.info  # a palette may hold a transparent index
     grey = img.mode in prof.GREY_MODES
     return img.convert(("LA" if grey else "RGBA") if alpha else ("L" if grey else "RGB"))
@@ -738,13 +738,13 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
         if item.error: raise ValueError(item.error)
         st = os.stat(item.path) if item.path is not None else None  # before reading: a later change gets a new stat
         data = read_source(item)
-        content_hash, x0 = hashlib.sha256(data).hexdigest(), None
-        res = ItemResult([], source=[str(item.path), st.st_size, st.st_mtime_ns, content_hash, {}] if st else None)
+        content_hash, x0 = hashlib.sha256(data).hexdigest(), load_raw(item, data)  # decoded once: the profile's content facts
+        res = ItemResult([], source=[str(item.path), st.st_size, st.st_mtime_ns, content_hash, {}] if st else None,
+                         facts=prof.content_facts(x0, item.modality))
         for copy, rel in job.copy_paths(content_hash, item, split):
             path = os.path.join(job.out_dir, rel)
             if os.path.exists(path): meta = _cached_meta(path, item.modality); res.cached += 1
             else:
-                if x0 is None: x0 = load_raw(item, data); res.facts = prof.content_facts(x0, item.modality)
                 blob, meta = render_copy(x0, item, copy, job)
                 res.written += _write(path, blob, fsync=False)  # write_atomic makes items/<xx>/
             res.rows.append(_row(item, copy, rel, split, job.version, _meta_json(item, meta)))
@@ -807,7 +807,10 @@ def process_table(pairs: list[tuple[RawItem, str]],  # (tabular item, split) pai
         X = tables.encode_rows(spec, [_load_tabular(it, b"") for it in part], counts)
         n = 1 + (job.copies if split == "train" else 0)
         rel = item_relpath(_pack_key(job, split, X, [it.source_id for it in part]), "tabular")
-        res, cached = ItemResult([]), os.path.exists(os.path.join(job.out_dir, rel))
+        path = os.path.join(job.out_dir, rel)
+        # a pack is reused only when it holds every row: a step that failed for some row rewrites it, the same errors said
+        cached = os.path.exists(path) and np.load(path, mmap_mode="r").shape[0] == len(part) * n
+        res = ItemResult([])
         blocks = []
         for i, item in enumerate(part):
             try:
@@ -822,7 +825,7 @@ def process_table(pairs: list[tuple[RawItem, str]],  # (tabular item, split) pai
         if cached: res.cached = len(res.rows)
         else:
             buf = io.BytesIO(); np.save(buf, np.stack(blocks).astype(np.float32))
-            res.written = _write(os.path.join(job.out_dir, rel), buf.getvalue(), fsync=False)
+            res.written = _write(path, buf.getvalue(), fsync=False)
         results.append(res)
     return results
 
@@ -856,14 +859,18 @@ def plan_recipe(pairs: list[tuple[RawItem, str]],  # (item, split) of the usable
     table = [(it, s) for it, s in pairs if it.modality == "tabular"]
     if table:
         rows = [_load_tabular(it, b"") for it, _ in table]
-        kinds = tables.profile_columns(rows, list(dict.fromkeys(c for r in rows for c in r)))
-        train = [r for r, (_, s) in zip(rows, table) if s == "train"] or rows
-        spec = tables.fit_encoding(train, kinds, (prep.get("tabular") or {}).get("one_hot_max", 16))
+        train = [r for r, (_, s) in zip(rows, table) if s == "train"]
+        if not train: raise ValueError(f"none of the {len(rows)} table rows is in the train split: check split.rule")
+        one_hot_max = (prep.get("tabular") or {}).get("one_hot_max", 16)
+        if isinstance(one_hot_max, bool) or not isinstance(one_hot_max, int) or one_hot_max < 1:
+            raise ValueError(f"augment.tabular.one_hot_max: expected an int >= 1, got {one_hot_max!r}")
+        kinds = tables.profile_columns(train, list(dict.fromkeys(c for r in rows for c in r)))  # train rows only: no leak
+        spec = tables.fit_encoding(train, kinds, one_hot_max)
         if not spec:
             why = ", ".join(f"{c} ({k['kind']})" for c, k in kinds.items())
             raise ValueError(f"the table has no numeric or categorical column to learn from: {why}; "
                              "a text column goes in data.scanner_args.text_col")
-        tab, said["table"] = [{"name": "encode", "columns": spec}], {"kinds": kinds, "spec": spec}
+        tab, said["table"] = [{"name": "encode", "columns": spec}], {"kinds": kinds, "spec": spec, "train_rows": len(train)}
     return {"image": img + user["image"], "audio": aud + user["audio"], "text": user["text"], "tabular": tab + user["tabular"]}, said
 
 # %% ../nbs/00_augmentation.ipynb #bace54b2
@@ -886,8 +893,8 @@ def build_profile(found: list[RawItem], pairs: list[tuple[RawItem, str]], errors
     text = prof.profile_text([facts.get(it.source_id, {}) for it, _ in pairs if it.modality == "text"])
     if text: p["text"] = text
     if "table" in said:
-        n_rows = sum(it.modality == "tabular" for it in found)
-        p["table"] = tables.table_profile(said["table"]["kinds"], said["table"]["spec"], counts, n_rows, source)
+        p["table"] = tables.table_profile(said["table"]["kinds"], said["table"]["spec"], counts, said["table"]["train_rows"], source)
+        p["table"]["rows_all_splits"] = sum(it.modality == "tabular" for it, _ in pairs)
         for col, k in p["table"]["columns"].items():
             if k["kind"] == "text": warn.append(f"column {col!r} is free text and is not used: name it in data.scanner_args.text_col to learn from it as text")
             elif k["missing"] > 0.5 and k["kind"] in tables.USED_KINDS: warn.append(f"column {col!r} is {k['missing']:.0%} missing")
@@ -897,7 +904,7 @@ def build_profile(found: list[RawItem], pairs: list[tuple[RawItem, str]], errors
     if errors and len(errors) > 0.1 * len(found):
         warn.append(f"{len(errors)} of {len(found)} raw items were skipped ({', '.join(f'{n} {r}' for r, n in list(p['skipped_reasons'].items())[:3])}); see errors.csv")
     p["conversions"] = {k: v for k, v in {
-        "alpha composited": p.get("image", {}).get("with_alpha", 0), "mode converted": p.get("image", {}).get("converted_mode", 0),
+        "alpha composited": p.get("image", {}).get("alpha_used", 0), "mode converted": p.get("image", {}).get("converted_mode", 0),
         "resized": p.get("image", {}).get("resized", 0), "resampled": p.get("audio", {}).get("resampled", 0),
         "mixed to mono": p.get("audio", {}).get("mixed_to_mono", 0),
         "cells filled": sum(v for k, v in counts.items() if k.endswith(" filled")),
@@ -1143,7 +1150,9 @@ def augment(
                          f"{_human(max_bytes)}; lower copies, shrink the recipe's output size, or raise max_bytes")
     if dry_run:
         rows = [{"split": s} for it, s in pairs for _ in range(1 + (copies if s == "train" else 0))]
-        profile = build_profile(found, pairs, errors, facts, said, steps, task, Counter(), source)
+        counts = Counter()
+        if "table" in said: tables.encode_rows(said["table"]["spec"], [_load_tabular(it, b"") for it, _ in pairs if it.modality == "tabular"], counts)
+        profile = build_profile(found, pairs, errors, facts, said, steps, task, counts, source)
         return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors), 0, 0,
                              time.perf_counter() - t0, estimate, dry_run=True, profile=profile)
     (out / "items").mkdir(parents=True, exist_ok=True)
@@ -1156,9 +1165,7 @@ def augment(
     if not rows:
         write_errors_csv(out / "errors.csv", errors)
         raise ValueError(f"all {len(found)} raw items under {raw_dir} failed; see {out / 'errors.csv'}")
-    by_hash = {res.source[3]: res.facts for res in results if res.source and res.facts}  # same bytes, same facts
     for res in results:  # the decoded items' facts join their header facts, in the profile and in the hash index
-        if res.source and not res.facts: res.facts = by_hash.get(res.source[3], {})
         if res.rows and res.facts: facts[res.rows[0]["source_id"]] = {**facts.get(res.rows[0]["source_id"], {}), **res.facts}
         if res.source: res.source[4] = facts.get(res.rows[0]["source_id"], {}) if res.rows else {}
     done = {r["source_id"] for r in rows}

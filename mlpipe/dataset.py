@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/dataset.html.md"""
 
 # %% ../nbs/01_dataset.ipynb #e39314df
 from __future__ import annotations
-import json, os, random
+import json, os, random, re
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Sequen
 from .core import import_obj
 
 # %% auto #0
-__all__ = ['PAD', 'UNK', 'EXT_KINDS', 'TASKS', 'MANIFEST_COLUMNS', 'REQUIRED_COLUMNS', 'SPLITS', 'TRANSFORMS', 'LOADER_DEFAULTS',
-           'load_image', 'load_audio', 'load_text', 'load_array', 'load_tensor', 'load_input', 'parse_target',
-           'read_labels', 'read_vocab', 'read_split', 'ManifestDataset', 'register_tf', 'Normalize', 'RandomCrop',
-           'RandomHFlip', 'CropOrPad', 'RandomTimeShift', 'mel_filterbank', 'LogMel', 'TokenDropout', 'Compose',
-           'build_transforms', 'collate', 'seed_worker', 'SeededSampler', 'make_loader']
+__all__ = ['PAD', 'UNK', 'EXT_KINDS', 'PACKED_ROW', 'TASKS', 'MANIFEST_COLUMNS', 'REQUIRED_COLUMNS', 'SPLITS', 'TRANSFORMS',
+           'LOADER_DEFAULTS', 'load_image', 'load_audio', 'load_text', 'load_array', 'load_tensor', 'item_file',
+           'load_input', 'parse_target', 'read_labels', 'read_vocab', 'read_split', 'ManifestDataset', 'register_tf',
+           'Normalize', 'RandomCrop', 'RandomHFlip', 'CropOrPad', 'RandomTimeShift', 'mel_filterbank', 'LogMel',
+           'TokenDropout', 'Compose', 'build_transforms', 'collate', 'seed_worker', 'SeededSampler', 'make_loader']
 
 # %% ../nbs/01_dataset.ipynb #8b1d31c3
 def load_image(path):
@@ -67,6 +67,12 @@ EXT_KINDS = {**dict.fromkeys([".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", "
              **dict.fromkeys([".wav", ".flac", ".ogg"], "audio"),
              ".txt": "text", ".npy": "tabular", ".pt": "tensor"}
 
+PACKED_ROW = re.compile(r"(?<=\.npy)#(\d+)$")  # `<pack>.npy#<row>`: a row of a packed table; any other '#' is a name's
+
+def item_file(path) -> str:
+    "The file of a processed item: the path itself, or the pack of a packed table row."
+    return PACKED_ROW.sub("", str(path))
+
 @lru_cache(maxsize=8)
 def _pack(path):
     "A packed table (.npy), memory-mapped once per process: rows are read on demand."
@@ -75,8 +81,7 @@ def _pack(path):
 def load_input(path,  # A processed file, or `<pack>.npy#<row>` for a row of a packed table
                vocab=None):  # token -> id dict, needed for text only
     "Load one processed item as a tensor, choosing the reader from the file extension."
-    path, sep, row = str(path).partition("#")
-    if sep: return torch.from_numpy(np.array(_pack(path)[int(row)], dtype=np.float32))
+    if m := PACKED_ROW.search(str(path)): return torch.from_numpy(np.array(_pack(str(path)[:m.start()])[int(m[1])], dtype=np.float32))
     kind = EXT_KINDS.get(Path(path).suffix.lower())
     if kind is None: raise ValueError(f"{path}: no reader for {Path(path).suffix!r} files; known: {sorted(EXT_KINDS)}")
     if kind == "text": return load_text(path, vocab)
@@ -266,7 +271,7 @@ class ManifestDataset(Dataset):
         path = self.path(i)
         try: x = load_input(path, self.vocab)
         except Exception:  # readers word a missing file differently: checked here, not with a stat per item
-            if not os.path.exists(path.partition("#")[0]):
+            if not os.path.exists(item_file(path)):
                 raise FileNotFoundError(f"{self.csv_path}: row id {self.value('id', i)!r}: file not found: {path}") from None
             raise
         if self.transforms is not None:
@@ -284,14 +289,14 @@ class ManifestDataset(Dataset):
         task, classes = self.labels["task"], self.labels["classes"]
         modality = self.value("modality", 0) if "modality" in self.cats else ""
         return {"task": task, "classes": classes, "n_outputs": 1 if task == "regression" else len(classes),
-                "modality": modality or EXT_KINDS.get(Path(self.value("path", 0)).suffix.lower()),
+                "modality": modality or EXT_KINDS.get(Path(item_file(self.value("path", 0))).suffix.lower()),
                 "in_shape": tuple(x.shape), "vocab_size": len(self.vocab) if self.vocab is not None else None,
                 **({"target_scale": self.labels["target"]} if "target" in self.labels else {})}  # regression: train mean, std
 
     def check_files(self,
                     limit=10):  # How many missing files to name in the message
         "Check every row's file exists, raising one FileNotFoundError that names the missing ones; return the count."
-        missing = [(self.value("id", i), p) for i in range(len(self)) if not os.path.exists((p := self.path(i)).partition("#")[0])]
+        missing = [(self.value("id", i), p) for i in range(len(self)) if not os.path.exists(item_file(p := self.path(i)))]
         if missing:
             lines = [f"  row id {rid!r}: {p}" for rid, p in missing[:limit]]
             if len(missing) > limit: lines.append(f"  ... and {len(missing) - limit} more")

@@ -143,6 +143,7 @@ class Predictor:
         self.device = pick_device(device)
         self.model, self.config, self.labels, self.info, self.vocab = model.to(self.device).eval(), config, labels, info, vocab
         # profile.json's recipe holds the steps the data profile added (alpha, mode, size, rate, the table encoding)
+        self.recipe = recipe  # kept for the registry, which stores it with the weights
         self.steps = build_recipe(recipe if recipe is not None else (config.get("augment") or {}).get("recipe"))
         self.tf = build_transforms((config.get("tf") or {}).get("val") or [])
 

@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from .tables import as_number
+
 # %% auto #0
 __all__ = ['GREY_MODES', 'ALPHA_MODES', 'RARE_SHARE', 'REGRESSION_MIN_DISTINCT', 'header_facts', 'content_facts', 'plan_images',
            'plan_audio', 'profile_text', 'infer_task', 'target_profile', 'summary_lines']
@@ -28,7 +30,8 @@ def header_facts(path, modality: str) -> dict:
         if modality == "image":
             with Image.open(path) as im:
                 alpha = im.mode in ALPHA_MODES or "transparency" in im.info
-                return {"w": im.width, "h": im.height, "mode": im.mode, "alpha": alpha}
+                w, h = (im.height, im.width) if im.getexif().get(0x0112) in (5, 6, 7, 8) else im.size  # EXIF: turned a quarter
+                return {"w": w, "h": h, "mode": im.mode, "alpha": alpha}
         if modality == "audio":
             info = sf.info(str(path))
             return {"sr": info.samplerate, "channels": info.channels, "seconds": round(info.frames / info.samplerate, 4),
@@ -61,11 +64,21 @@ def _sizes_said(sizes: Counter, n: int = 3) -> str:
     more = len(sizes) - n
     return ", ".join(parts) + (f" and {more} more sizes" if more > 0 else "")
 
+def _check_image_opts(opts: dict):
+    "Refuse a bad augment.image before anything is read."
+    size, bg = opts.get("size", "auto"), opts.get("background", [255, 255, 255])
+    ok_size = size in ("auto", None) or (isinstance(size, int) and not isinstance(size, bool) and size > 0) or (
+        isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size))
+    if not ok_size: raise ValueError(f"augment.image.size: expected auto, null, a positive int or [height, width], got {size!r}")
+    ok_bg = (isinstance(bg, int) and 0 <= bg <= 255) or (isinstance(bg, list) and len(bg) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in bg))
+    if not ok_bg: raise ValueError(f"augment.image.background: expected [r, g, b] or a grey level, each 0..255, got {bg!r}")
+
 def plan_images(facts: list[dict],  # Header facts of every image
                 opts: dict,  # augment.image: mode, size, fit, background
                 recipe: list,  # The user's image recipe (step specs)
                ) -> tuple[list[dict], dict]:
     "The steps that make the images one mode and one size, and what the profile says of them."
+    _check_image_opts(opts)
     facts = [f for f in facts if f]
     if not facts: return [], {}
     modes, sizes = Counter(f["mode"] for f in facts), Counter((f["w"], f["h"]) for f in facts)
@@ -99,6 +112,9 @@ def plan_audio(facts: list[dict],  # Header facts of every recording
                recipe: list,  # The user's audio recipe (step specs)
               ) -> tuple[list[dict], dict]:
     "The steps that bring every recording to one channel count and sample rate, and what the profile says of the audio."
+    rate = opts.get("sample_rate", "auto")
+    if not (rate in ("auto", None) or (isinstance(rate, int) and not isinstance(rate, bool) and rate > 0)):
+        raise ValueError(f"augment.audio.sample_rate: expected auto, null or a positive number of Hz, got {rate!r}")
     facts = [f for f in facts if f]
     if not facts: return [], {}
     rates, chans = Counter(f["sr"] for f in facts), Counter(f["channels"] for f in facts)
@@ -106,12 +122,12 @@ def plan_audio(facts: list[dict],  # Header facts of every recording
             "channels": {str(k): c for k, c in sorted(chans.items())}, "seconds": _spread([f["seconds"] for f in facts]),
             "formats": dict(Counter(f["format"] for f in facts).most_common()),
             "mixed_to_mono": 0}
-    if opts.get("mono", True): steps, said["mixed_to_mono"] = [{"name": "mono"}], sum(c for k, c in chans.items() if k > 1)
+    if _has_step(recipe, "mono"): steps, said["mixed_to_mono"] = [], sum(c for k, c in chans.items() if k > 1)  # the recipe mixes
+    elif opts.get("mono", True): steps, said["mixed_to_mono"] = [{"name": "mono"}], sum(c for k, c in chans.items() if k > 1)
     elif len(chans) > 1:
         raise ValueError(f"recordings have {len(chans)} channel counts ({', '.join(f'{c} with {k}' for k, c in chans.most_common())}) "
                          "and augment.audio.mono is false: set it to true to mix them down, or keep recordings of one channel count")
     else: steps = []
-    rate = opts.get("sample_rate", "auto")
     if _has_step(recipe, "resample"): said["sample_rate"] = "set by the recipe's resample step"; return steps, said
     if rate is None:
         if len(rates) > 1:
@@ -134,11 +150,6 @@ def profile_text(facts: list[dict]) -> dict:
 RARE_SHARE = 0.05  # A class with a smaller share of the items than this makes the data imbalanced
 REGRESSION_MIN_DISTINCT = 20  # More distinct integer targets than max(this, 5 % of items): regression
 
-def _number(v) -> float | None:
-    try: x = float(v)
-    except (TypeError, ValueError): return None
-    return x if np.isfinite(x) and not isinstance(v, bool) else None
-
 def infer_task(targets: list,  # Raw targets of the items that have one
                task: str | None = None,  # data.task: auto (None), classification, regression or multilabel
                folder: bool = False,  # Targets are folder names: always classes
@@ -147,7 +158,7 @@ def infer_task(targets: list,  # Raw targets of the items that have one
     if task not in (None, "auto"): return task
     if any("|" in str(t) for t in targets): return "multilabel"
     if folder or not targets: return "classification"
-    nums = [_number(t) for t in targets]
+    nums = [as_number(t) for t in targets]
     if any(x is None for x in nums): return "classification"
     if any(x != int(x) for x in nums): return "regression"
     return "regression" if len(set(nums)) > max(REGRESSION_MIN_DISTINCT, 0.05 * len(nums)) else "classification"

@@ -55,6 +55,9 @@ def stage_model(run_dir,  # A run directory with a best.pt
     write_json_atomic(dest/"labels.json", pred.labels)
     write_json_atomic(dest/"info.json", pred.info)
     if pred.vocab is not None: write_json_atomic(dest/"vocab.json", {"itos": sorted(pred.vocab, key=pred.vocab.get)})
+    # the recipe that processed the training data (the profile's steps: alpha, size, rate, the table encoding)
+    if (run_dir/"profile.json").is_file(): shutil.copyfile(run_dir/"profile.json", dest/"profile.json")
+    elif pred.recipe is not None: write_json_atomic(dest/"profile.json", {"recipe": pred.recipe})
     if (run_dir/"metrics.csv").is_file(): shutil.copyfile(run_dir/"metrics.csv", dest/"metrics.csv")
     from mlpipe import __version__
     meta = {"source_run": str(run_dir.resolve()), "registered": datetime.now().isoformat(timespec="seconds"),

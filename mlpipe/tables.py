@@ -19,7 +19,7 @@ __all__ = ['MISSING', 'NUMERIC_SHARE', 'TEXT_MEAN_CHARS', 'USED_KINDS', 'MISSING
 # %% ../nbs/00c_tables.ipynb #9f16b4cc
 MISSING = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
                      "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "?"])
-NUMERIC_SHARE = 0.95  # A column is numeric when this share of its present cells are numbers (the rest: missing)
+NUMERIC_SHARE = 0.8  # A column is numeric when this share of its present cells are numbers (the rest: missing, counted)
 TEXT_MEAN_CHARS = 40  # A mostly distinct string column this long on average is free text
 
 def is_missing(v) -> bool:
@@ -32,7 +32,7 @@ def as_number(v) -> float | None:
     "The finite float of a cell, or None (bools are not numbers)."
     if isinstance(v, bool) or v is None: return None
     try: x = float(v)
-    except (TypeError, ValueError): return None
+    except (TypeError, ValueError, OverflowError): return None  # OverflowError: a JSON integer beyond any float
     return x if math.isfinite(x) else None
 
 # %% ../nbs/00c_tables.ipynb #ca5aa998
@@ -46,14 +46,14 @@ def _kind(cells: list, n_rows: int) -> dict:
     if n_num >= NUMERIC_SHARE * len(present):
         vals = [x for x in nums if x is not None]
         distinct = len(set(vals))
-        kind = "constant" if distinct == 1 else "numeric"
+        kind = "constant" if distinct == 1 and len(present) == n_rows else "numeric"  # one value and blanks: the flag is a feature
         if (kind == "numeric" and distinct == n_rows and all(x == int(x) for x in vals)
                 and max(vals) - min(vals) + 1 == n_rows): kind = "id"  # a row number
         return {**said, "kind": kind, "distinct": distinct, "stray": len(present) - n_num}
     strs = [str(c).strip() for c in present]
     distinct = len(set(strs))
     mostly_distinct = distinct > 0.5 * len(strs)
-    if distinct == 1: kind = "constant"
+    if distinct == 1: kind = "constant" if len(present) == n_rows else "categorical"
     elif mostly_distinct and statistics.fmean(map(len, strs)) > TEXT_MEAN_CHARS: kind = "text"
     elif mostly_distinct and distinct > 20: kind = "id"
     else: kind = "categorical"
@@ -109,6 +109,8 @@ def encode_rows(spec: list[dict],  # From `fit_encoding`
     out, counts = [], Counter() if counts is None else counts
     for s in spec:
         cells = [r.get(s["col"]) for r in rows]
+        absent = next((k for k, r in enumerate(rows) if s["col"] not in r), None)
+        if absent is not None: raise ValueError(f"row {absent} has no column {s['col']!r}, which the model was trained on")
         if s["kind"] == "numeric":
             x = np.array([as_number(c) if not is_missing(c) else None for c in cells], dtype=np.float64)  # None -> nan
             gone = np.isnan(x)
@@ -128,7 +130,9 @@ def encode_rows(spec: list[dict],  # From `fit_encoding`
 _WHY = {"text": "free text (name it in data.scanner_args.text_col to use it)", "id": "an id (distinct per row)",
         "constant": "constant", "empty": "empty"}
 
-def table_profile(kinds: dict, spec: list[dict], counts: Counter, n_rows: int, source: str = "") -> dict:
+def table_profile(kinds: dict, spec: list[dict], counts: Counter,
+                  n_rows: int,  # The rows profiled: the train split's
+                  source: str = "") -> dict:
     "The table part of profile.json, with its summary lines."
     enc = {s["col"]: s for s in spec}
     for col, k in kinds.items():
@@ -138,7 +142,7 @@ def table_profile(kinds: dict, spec: list[dict], counts: Counter, n_rows: int, s
         else: k["encoding"] = f"{'one-hot' if s['kind'] == 'onehot' else 'integer codes'} of {len(s['categories'])} train categories"
         k["filled"] = counts.get(f"{col} filled", 0); k["unknown"] = counts.get(f"{col} unknown category", 0)
     used = [c for c in kinds if c in enc]
-    lines = [f"table {source}: {n_rows} rows, {len(kinds)} columns -> {len(feature_names(spec))} features from {len(used)}"]
+    lines = [f"table {source}: {len(kinds)} columns -> {len(feature_names(spec))} features from {len(used)} (profiled on {n_rows} train rows)"]
     for col in used:
         k = kinds[col]
         extra = "".join([f", {k['missing']:.1%} missing" if k["missing"] else "", f", {k['stray']} stray words made missing" if k.get("stray") else "",

@@ -4,7 +4,7 @@ Each set goes through the repository's example config with only the data named, 
 `mlpipe augment --dry-run` writes nothing and prints the profile; `mlpipe augment` says the truth about the data
 (checked here against the raw files, read independently of mlpipe); nothing is dropped silently; training starts.
 """
-import csv, json, sys
+import csv, io, json, sys
 from collections import Counter
 from pathlib import Path
 import numpy as np
@@ -111,8 +111,9 @@ def test_table_with_missing_values_and_categories_and_no_id(suite):
     assert "id" not in df.columns and df.isna().any().any()
     assert len(originals(out)) == len(df) == p["usable"]  # no row dropped for a missing feature
     cols = p["table"]["columns"]
+    train = df.iloc[sorted(int(r["source_id"]) for r in originals(out) if r["split"] == "train")]  # profiled on train only
     for c in df.columns.drop("survived"):
-        assert cols[c]["missing"] == round(df[c].isna().mean(), 4), c
+        assert cols[c]["missing"] == round(train[c].isna().mean(), 4), c
         assert cols[c]["kind"] == ("numeric" if pd.api.types.is_numeric_dtype(df[c]) else "categorical"), c
     assert p["conversions"]["cells filled"] == int(df.drop(columns="survived").isna().sum().sum())
     assert [r["source_id"] for r in originals(out)][:3] == ["0", "1", "10"]  # row numbers as ids
@@ -161,3 +162,25 @@ def test_training_starts(suite, name):
     if name == "diamonds":
         assert (snap["model"]["head"]["name"], snap["loss"]["name"], snap["monitor"]["key"]) == ("regression", "mse", "val_r2")
         assert m["val_r2"].iloc[0] > 0.5  # one epoch on the standardised target already explains most of the price
+
+def test_a_registered_table_model_predicts_raw_rows_as_training_did(suite, tmp_path):
+    "The registry keeps profile.json: predicting from elsewhere encodes raw rows as training did; a missing column is refused."
+    project, sets = suite
+    augmented(suite, "titanic")
+    r = run_mlpipe("train", *args_for(sets, "titanic", "train.epochs=1", "train.progress=false", "run_name=reg"), cwd=project, timeout=900)
+    assert r.returncode == 0, r.stderr
+    reg = tmp_path/"registry"
+    r = run_mlpipe("register", project/r.stdout.strip().splitlines()[-1], "--name", "titanic", "--registry", reg, cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert (reg/"titanic"/"v1"/"profile.json").is_file()
+    df = pd.read_csv(sets["titanic"]["path"])
+    df.drop(columns="survived").head(20).to_csv(tmp_path/"new.csv", index=False)
+    df.drop(columns=["survived", "age"]).head(3).to_csv(tmp_path/"no_age.csv", index=False)
+    elsewhere = tmp_path/"elsewhere"; elsewhere.mkdir()  # no data/processed here: everything comes from the registry
+    r = run_mlpipe("predict", "titanic:v1", tmp_path/"new.csv", "--registry", reg, cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    pred = pd.read_csv(io.StringIO(r.stdout), keep_default_na=False)
+    assert len(pred) == 20 and (pred["error"] == "").all() and set(pred["label"]) <= {"yes", "no"}
+    r = run_mlpipe("predict", "titanic:v1", tmp_path/"no_age.csv", "--registry", reg, cwd=elsewhere)
+    bad = pd.read_csv(io.StringIO(r.stdout), keep_default_na=False)
+    assert (bad["error"].str.contains("no column 'age'")).all(), bad
