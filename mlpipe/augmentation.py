@@ -889,6 +889,9 @@ def build_profile(found: list[RawItem], pairs: list[tuple[RawItem, str]], errors
         im = [facts.get(it.source_id, {}) for it, _ in pairs if it.modality == "image"]
         p["image"] = {**said["image"], "alpha_used": sum(bool(f.get("alpha_used")) for f in im),
                       "alpha_only": sum(bool(f.get("alpha_only")) for f in im), "background": steps["image"][0].params.get("background")}
+        blank = prof.vanishing_shapes(im, p["image"]["background"])
+        if blank: warn.append(f"{blank} images draw their shape only in alpha, in a colour close to the background "
+                              f"{p['image']['background']}: composited, they are blank; set augment.image.background (e.g. [0, 0, 0])")
     if said.get("audio"): p["audio"] = said["audio"]
     text = prof.profile_text([facts.get(it.source_id, {}) for it, _ in pairs if it.modality == "text"])
     if text: p["text"] = text

@@ -18,7 +18,7 @@ from .tables import as_number
 
 # %% auto #0
 __all__ = ['GREY_MODES', 'ALPHA_MODES', 'RARE_SHARE', 'REGRESSION_MIN_DISTINCT', 'header_facts', 'content_facts', 'plan_images',
-           'plan_audio', 'profile_text', 'infer_task', 'target_profile', 'summary_lines']
+           'plan_audio', 'profile_text', 'infer_task', 'target_profile', 'vanishing_shapes', 'summary_lines']
 
 # %% ../nbs/00b_profile.ipynb #93d9bff7
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")  # Pillow modes without colour
@@ -46,7 +46,9 @@ def content_facts(x, modality: str) -> dict:
         a = np.asarray(x, dtype=np.float32)
         alpha, colour = a[..., -1], a[..., :-1]
         used = bool(alpha.min() < 255)
-        return {"alpha_used": used, "alpha_only": used and float(colour.std(axis=(0, 1)).max()) < 4.0}
+        only = used and float(colour.std(axis=(0, 1)).max()) < 4.0
+        ink = [round(float(v)) for v in colour.reshape(-1, colour.shape[-1]).mean(axis=0)] if only else None
+        return {"alpha_used": used, "alpha_only": only, **({"ink": ink} if only else {})}  # ink: the flat colour
     if modality == "text": return {"chars": len(x), "words": len(x.split())}
     return {}
 
@@ -189,6 +191,11 @@ def target_profile(targets: list[str],  # The manifest targets of every usable o
 def _range(s: dict, fmt="{:g}") -> str:
     lo, mid, hi = (fmt.format(s[k]) for k in ("min", "median", "max"))
     return lo if lo == hi else f"{lo}..{hi} (median {mid})"
+
+def vanishing_shapes(facts: list[dict], background) -> int:
+    "How many images carry their shape only in alpha, in an ink within 32 levels of `background`: blank once composited."
+    bg = background if isinstance(background, (list, tuple)) else [background] * 3
+    return sum(1 for f in facts if f.get("ink") and max(abs(a - b) for a, b in zip(f["ink"] + f["ink"] * 2, bg)) <= 32)
 
 def summary_lines(profile: dict) -> list[str]:
     "The profile as short lines for the terminal."
