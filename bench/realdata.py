@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO/"tools"))
 import realdata, baseline  # noqa: E402
 
 EXAMPLE = {"icons": "image", "grey_colour": "image", "speech": "audio", "titanic": "tabular", "default": "tabular",
-           "diamonds": "tabular", "fortunes_csv": "text"}
+           "diamonds": "tabular", "gapminder": "tabular", "fortunes_csv": "text"}
 
 def data_overrides(info: dict) -> list[str]:
     "The overrides that name a set's data, and nothing else."

@@ -22,9 +22,10 @@ from .core import import_obj
 # %% auto #0
 __all__ = ['PAD', 'UNK', 'EXT_KINDS', 'PACKED_ROW', 'TASKS', 'MANIFEST_COLUMNS', 'REQUIRED_COLUMNS', 'SPLITS', 'TRANSFORMS',
            'LOADER_DEFAULTS', 'load_image', 'load_audio', 'load_text', 'load_array', 'load_tensor', 'item_file',
-           'load_input', 'parse_target', 'read_labels', 'read_vocab', 'read_split', 'ManifestDataset', 'register_tf',
-           'Normalize', 'RandomCrop', 'RandomHFlip', 'CropOrPad', 'RandomTimeShift', 'mel_filterbank', 'LogMel',
-           'TokenDropout', 'Compose', 'build_transforms', 'collate', 'seed_worker', 'SeededSampler', 'make_loader']
+           'load_input', 'parse_target', 'read_labels', 'read_vocab', 'table_codes', 'read_split', 'ManifestDataset',
+           'register_tf', 'Normalize', 'RandomCrop', 'RandomHFlip', 'CropOrPad', 'RandomTimeShift', 'mel_filterbank',
+           'LogMel', 'TokenDropout', 'Compose', 'build_transforms', 'collate', 'seed_worker', 'SeededSampler',
+           'make_loader']
 
 # %% ../nbs/01_dataset.ipynb #8b1d31c3
 def load_image(path):
@@ -125,6 +126,13 @@ def read_vocab(root):  # The manifest's directory
     "Read `vocab.json` next to the manifest as a token -> id dict, or None when there is none."
     p = Path(root) / "vocab.json"
     return {t: i for i, t in enumerate(json.loads(p.read_text())["itos"])} if p.is_file() else None
+
+def table_codes(root):  # The manifest's directory
+    "[position, n] of each integer-code column of a table's encoded rows (from profile.json's `encode` step); [] if none."
+    from mlpipe.tables import code_columns
+    p = Path(root) / "profile.json"
+    steps = ((json.loads(p.read_text()).get("recipe") or {}).get("tabular") or []) if p.is_file() else []
+    return code_columns(steps[0]["columns"]) if steps and steps[0].get("name") == "encode" else []
 
 # %% ../nbs/01_dataset.ipynb #c7bdabf2
 MANIFEST_COLUMNS = ["id", "source_id", "path", "target", "split", "aug_tag", "modality", "meta"]
@@ -282,16 +290,27 @@ class ManifestDataset(Dataset):
                     x = self.transforms(x)
         return {"x": x, "y": self.target(i), "meta": self.meta(i)}
 
+    def class_counts(self) -> list[int] | None:
+        "Classification: items of this split per class, in `classes` order (augmented copies count); else None."
+        if self.labels["task"] != "classification": return None
+        codes, values = self.cats["target"]
+        index = {c: k for k, c in enumerate(self.labels["classes"])}
+        counts = [0] * len(index)
+        for v, n in zip(values, np.bincount(codes, minlength=len(values))): counts[index[str(v)]] += int(n)
+        return counts
+
     @cached_property
     def info(self):
         "task, classes, n_outputs, modality, in_shape (first item after transforms), vocab_size (text) or None."
         x = self[(0, 0)]["x"]  # A fixed item seed: reading info must not move the global RNG
         task, classes = self.labels["task"], self.labels["classes"]
         modality = self.value("modality", 0) if "modality" in self.cats else ""
+        codes = table_codes(self.root)
         return {"task": task, "classes": classes, "n_outputs": 1 if task == "regression" else len(classes),
                 "modality": modality or EXT_KINDS.get(Path(item_file(self.value("path", 0))).suffix.lower()),
                 "in_shape": tuple(x.shape), "vocab_size": len(self.vocab) if self.vocab is not None else None,
-                **({"target_scale": self.labels["target"]} if "target" in self.labels else {})}  # regression: train mean, std
+                **({"target_scale": self.labels["target"]} if "target" in self.labels else {}),  # regression: train mean, std
+                **({"codes": codes} if codes else {})}  # tables: [position, n] of integer-code columns, for embeddings
 
     def check_files(self,
                     limit=10):  # How many missing files to name in the message

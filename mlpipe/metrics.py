@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from .model import call_factory, lookup, registrar, split_spec
 
 # %% auto #0
-__all__ = ['LOSSES', 'METRICS', 'OPTIMIZERS', 'register_loss', 'RegressionLoss', 'cross_entropy', 'bce_with_logits', 'mse', 'l1',
-           'huber', 'build_loss', 'StandardizedLoss', 'Metric', 'register_metric', 'Accuracy', 'TopK', 'MacroF1',
-           'MultilabelAccuracy', 'MultilabelF1', 'MAE', 'RMSE', 'R2', 'build_metrics', 'param_groups',
-           'build_optimizer']
+__all__ = ['LOSSES', 'METRICS', 'OPTIMIZERS', 'register_loss', 'RegressionLoss', 'class_weights', 'cross_entropy',
+           'bce_with_logits', 'mse', 'l1', 'huber', 'build_loss', 'StandardizedLoss', 'Metric', 'register_metric',
+           'Accuracy', 'TopK', 'MacroF1', 'MultilabelAccuracy', 'MultilabelF1', 'MAE', 'RMSE', 'R2', 'build_metrics',
+           'param_groups', 'build_optimizer']
 
 # %% ../nbs/03b_metrics.ipynb #4c897f09
 LOSSES: dict[str, Callable[..., nn.Module]] = {}  # name -> factory(**params)
@@ -44,13 +44,25 @@ class RegressionLoss(nn.Module):
 # %% ../nbs/03b_metrics.ipynb #db373705
 def _tensor(v): return None if v is None else torch.as_tensor(v, dtype=torch.float32)
 
+def class_weights(spec,  # None, a list of per-class weights, or 'balanced'
+                  counts=None,  # Items per class in the train split, in the classes' order (for 'balanced')
+                 ) -> list[float] | None:
+    "Per-class loss weights: `balanced` gives class c the weight n / (k * n_c), so every class weighs as much in total."
+    if spec is None or isinstance(spec, (list, tuple)): return spec
+    if spec != "balanced": raise ValueError(f"loss.class_weight: 'balanced' or a list of per-class weights, got {spec!r}")
+    if counts is None: raise ValueError("loss.class_weight: 'balanced' needs the train split's class counts (train passes them)")
+    n = [max(int(c), 1) for c in counts]  # a class absent from train has no item to weigh: 1 avoids a division by 0
+    return [sum(counts) / (len(n) * c) for c in n]
+
 @register_loss
 def cross_entropy(label_smoothing=0.0,  # Mass moved from the true class to all classes
-                  weight=None,  # Optional per-class weights (list of floats)
+                  class_weight=None,  # Per-class weights: a list of floats, or 'balanced' (from the train split's counts)
                   ignore_index=-100,  # Target value that contributes nothing
+                  class_counts=None,  # Given by `build_loss`: items per class in the train split
                  ) -> nn.Module:
     "Cross-entropy on class logits `(B, C)` and class indices `(B,)`."
-    return nn.CrossEntropyLoss(weight=_tensor(weight), ignore_index=ignore_index, label_smoothing=label_smoothing)
+    return nn.CrossEntropyLoss(weight=_tensor(class_weights(class_weight, class_counts)), ignore_index=ignore_index,
+                               label_smoothing=label_smoothing)
 
 @register_loss
 def bce_with_logits(pos_weight=None,  # Optional weight of positives per label (list of floats)
@@ -75,10 +87,11 @@ def huber(delta=1.0,  # Error size where the loss turns from quadratic to linear
     return RegressionLoss(F.huber_loss, delta=delta)
 
 def build_loss(loss_cfg: dict|str,  # {"name": registry name or import path, **params}
+               class_counts: list[int] | None = None,  # Items per class in the train split, for a loss that takes them
               ) -> nn.Module:
     "The loss module described by `loss_cfg`, called as `loss_fn(pred, target)`."
     name, params = split_spec("loss", loss_cfg)
-    loss = call_factory("loss", name, lookup("loss", name, LOSSES), params)
+    loss = call_factory("loss", name, lookup("loss", name, LOSSES), params, class_counts=class_counts)
     if not callable(loss): raise ValueError(f"loss {name!r} returned {type(loss).__name__}, which cannot be called")
     return loss
 
@@ -270,11 +283,21 @@ def build_metrics(specs: list|None,  # Names or {"name": ..., **params} dicts
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}  # name -> class(params, **kwargs)
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    "Trainable parameters split into a decayed group (ndim >= 2) and an undecayed one (biases, norm scales)."
+def param_groups(model: nn.Module,
+                 weight_decay: float | None = None,  # Split into a decayed group (ndim >= 2) and an undecayed one (biases, norm scales)
+                 backbone_lr: float | None = None,  # Put `model.backbone`'s parameters in groups of their own at this lr (after the head's)
+                ) -> list[dict]:
+    "The trainable parameters in optimizer groups."
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    parts = [(params, {})]
+    if backbone_lr is not None:  # the head's groups first: trainer.log's lr is the first group's
+        bb = {id(p) for p in model.backbone.parameters()}
+        parts = [([p for p in params if id(p) not in bb], {}), ([p for p in params if id(p) in bb], {"lr": backbone_lr})]
+    groups = []
+    for ps, extra in parts:
+        if weight_decay is None: groups.append({"params": ps, **extra})
+        else: groups += [{"params": [p for p in ps if p.ndim >= 2], "weight_decay": weight_decay, **extra},
+                         {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0, **extra}]
     return [g for g in groups if g["params"]]
 
 def build_optimizer(model: nn.Module,  # The model whose trainable parameters are optimised
@@ -287,12 +310,21 @@ def build_optimizer(model: nn.Module,  # The model whose trainable parameters ar
         # YAML reads `1e-3` (no dot) as a string; catch it here rather than deep in the optimizer.
         if isinstance(v, str) and k in ("lr", "weight_decay", "momentum", "eps"):
             raise ValueError(f"optim.{k} must be a number, got the string {v!r} (write e.g. 1.0e-3)")
+    sig = inspect.signature(factory).parameters  # a default is used when the config gives no value
+    decay, backbone_lr = None, None
     if params.pop("no_decay_bias_norm", False):
-        wd = inspect.signature(factory).parameters.get("weight_decay")  # its default is used when none is given
-        if "weight_decay" not in params and wd is None:
+        if "weight_decay" not in params and "weight_decay" not in sig:
             raise ValueError(f"optim.no_decay_bias_norm: optimizer {name!r} has no weight_decay to split")
-        groups = param_groups(model, params.pop("weight_decay", wd.default if wd else 0.0))
-    else:
-        groups = [p for p in model.parameters() if p.requires_grad]
+        decay = params.pop("weight_decay", sig["weight_decay"].default if "weight_decay" in sig else 0.0)
+    if (mult := params.pop("backbone_lr_mult", None)) is not None:
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult < 0:
+            raise ValueError(f"optim.backbone_lr_mult must be a number >= 0 (e.g. 0.1), got {mult!r}")
+        if not isinstance(getattr(model, "backbone", None), nn.Module):
+            raise ValueError("optim.backbone_lr_mult: the model has no backbone")
+        lr = params.get("lr", sig["lr"].default if "lr" in sig else None)
+        if not isinstance(lr, (int, float)): raise ValueError(f"optim.backbone_lr_mult: optimizer {name!r} needs an lr to scale")
+        backbone_lr = float(lr) * mult
+    groups = param_groups(model, decay, backbone_lr) if decay is not None or backbone_lr is not None else \
+        [p for p in model.parameters() if p.requires_grad]
     if not groups: raise ValueError("optim: the model has no trainable parameters")
     return call_factory("optim", name, factory, params, groups)

@@ -14,9 +14,9 @@ from .core import import_obj
 
 # %% auto #0
 __all__ = ['BACKBONES', 'HEADS', 'lookup', 'accepts', 'call_factory', 'registrar', 'register_backbone', 'register_head', 'Model',
-           'mlp', 'small_cnn', 'audio_cnn1d', 'TextBag', 'TextTransformer', 'classifier', 'RegressionHead',
-           'regression', 'TargetScale', 'multilabel', 'feature_width', 'split_spec', 'build_backbone', 'build_head',
-           'build_model', 'count_params']
+           'embed_width', 'CodeEmbedding', 'mlp', 'small_cnn', 'BasicBlock', 'resnet_plan', 'ResNet', 'audio_cnn1d',
+           'TextBag', 'TextTransformer', 'classifier', 'RegressionHead', 'regression', 'TargetScale', 'multilabel',
+           'feature_width', 'split_spec', 'build_backbone', 'build_head', 'build_model', 'count_params']
 
 # %% ../nbs/02_model.ipynb #52cd15b2
 def lookup(kind: str,  # Config key the name came from, e.g. "model.backbone"; used in error messages
@@ -111,16 +111,43 @@ def _with_out(module: nn.Module, out_features: int) -> nn.Module:
     return module
 
 # %% ../nbs/02_model.ipynb #010b5502
+def embed_width(n: int, most: int = 32) -> int:
+    "Width of the embedding of a column of `n` codes: fastai's `1.6 * n ** 0.56`, at most `most`."
+    return max(1, min(most, round(1.6 * n ** 0.56)))
+
+class CodeEmbedding(nn.Module):
+    "A row's integer-code columns (`info['codes']`) replaced by learned embeddings, appended after the other columns."
+    def __init__(self, width: int,  # Columns of the (flattened) input
+                 codes: list,  # [position, number of codes] per code column
+                 most: int = 32):  # Widest embedding
+        super().__init__()
+        self.positions = [int(p) for p, _ in codes]
+        keep = [i for i in range(width) if i not in set(self.positions)]
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
+        self.embs = nn.ModuleList(nn.Embedding(int(n), embed_width(int(n), most)) for _, n in codes)
+        self.out_features = len(keep) + sum(e.embedding_dim for e in self.embs)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        # round: a code with augmentation noise added (tabular gaussian_noise) is still its code
+        return torch.cat([x[:, self.keep], *(e(x[:, p].round().long().clamp(0, e.num_embeddings - 1))
+                                             for p, e in zip(self.positions, self.embs))], 1)
+
 @register_backbone
-def mlp(info: dict,  # Dataset info; uses in_shape
+def mlp(info: dict,  # Dataset info; uses in_shape, and codes (a table's integer-code columns) if any
         hidden=(128, 64),  # Width of each hidden layer
         dropout=0.0,  # Dropout after each hidden layer
         batchnorm=False,  # BatchNorm1d before each activation
         input_norm=False,  # BatchNorm1d on the flattened input: standardises unscaled columns
+        embed=True,  # A table's integer-code columns through learned embeddings (false: as numbers)
+        embed_max=32,  # Widest embedding
        ) -> nn.Module:
-    "Flatten, [BatchNorm the input], then Linear -> [BatchNorm] -> ReLU -> [Dropout] for each hidden width."
+    "Flatten [and embed code columns], [BatchNorm the input], then Linear -> [BatchNorm] -> ReLU -> [Dropout] per hidden width."
     d = math.prod(_need(info, "in_shape", "mlp"))
-    layers = [nn.Flatten(), *([nn.BatchNorm1d(d)] if input_norm else [])]
+    codes = (info.get("codes") or []) if embed else []
+    first = CodeEmbedding(d, codes, embed_max) if codes else nn.Flatten()
+    d = first.out_features if codes else d
+    layers = [first, *([nn.BatchNorm1d(d)] if input_norm else [])]
     for h in hidden:
         layers += [nn.Linear(d, h), *([nn.BatchNorm1d(h)] if batchnorm else []), nn.ReLU(),
                    *([nn.Dropout(dropout)] if dropout else [])]
@@ -144,6 +171,69 @@ def small_cnn(info: dict,  # Dataset info; uses in_shape (C, H, W) or (H, W)
         c_in = c
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), *([nn.Dropout(dropout)] if dropout else [])]
     return _with_out(nn.Sequential(*layers), c_in)
+
+# %% ../nbs/02_model.ipynb #resnet
+class BasicBlock(nn.Module):
+    "Two 3x3 conv -> BatchNorm layers and a shortcut (a strided 1x1 conv when the shape changes), added, then ReLU."
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.shortcut = (nn.Identity() if stride == 1 and c_in == c_out else
+                         nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+def resnet_plan(side: int,  # The input's smaller side, pixels
+                final_size: int = 4,  # Stop halving once the feature map is at most 1.5x this
+               ) -> tuple[int, int]:
+    "How many times the stem halves the input (0-2) and how many halving stages follow it."
+    stem = 0
+    while side > 64 and stem < 2: side, stem = -(-side // 2), stem + 1
+    stages = 0
+    while side > 1.5 * final_size: side, stages = -(-side // 2), stages + 1
+    return stem, stages
+
+@register_backbone("resnet")
+class ResNet(nn.Module):
+    "Stem, then residual stages halving the size until the map is about `final_size`, global average pool."
+    def __init__(self,
+                 info: dict,  # Dataset info; uses in_shape (C, H, W) or (H, W)
+                 widths=(32, 64, 128, 256),  # Channels of the stem and of each stage after it; the last repeats
+                 blocks=1,  # Residual blocks per stage (an int, or one per stage)
+                 final_size=4,  # The feature map's side the stages aim at before pooling
+                 dropout=0.0,  # Dropout on the pooled features
+                ):
+        super().__init__()
+        shape = tuple(_need(info, "in_shape", "resnet"))
+        if len(shape) not in (2, 3):
+            raise ValueError(f"model.backbone 'resnet' needs info['in_shape'] (C, H, W) or (H, W), got {shape}")
+        if not widths: raise ValueError("model.backbone 'resnet': widths must list at least one width")
+        self.unflatten = len(shape) == 2  # (B, H, W) -> (B, 1, H, W)
+        c_in, side = (1 if self.unflatten else shape[0]), min(shape[-2:])
+        n_stem, n_stages = resnet_plan(side, final_size)
+        width = lambda i: int(widths[min(i, len(widths) - 1)])
+        per_stage = [blocks] * n_stages if isinstance(blocks, int) else list(blocks)
+        if len(per_stage) < n_stages or any(b < 1 for b in per_stage):
+            raise ValueError(f"model.backbone 'resnet': blocks must be >= 1 for each of its {n_stages} stages, got {blocks}")
+        stem = [nn.Conv2d(c_in, width(0), 3, 2 if n_stem else 1, 1, bias=False), nn.BatchNorm2d(width(0)), nn.ReLU()]
+        self.stem = nn.Sequential(*stem, *([nn.MaxPool2d(3, 2, 1)] if n_stem == 2 else []))
+        stages, c = [], width(0)
+        for i in range(n_stages):
+            stages.append(nn.Sequential(*[BasicBlock(c if b == 0 else width(i + 1), width(i + 1), 2 if b == 0 else 1)
+                                          for b in range(per_stage[i])]))
+            c = width(i + 1)
+        self.stages = nn.Sequential(*stages)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.out_features = c
+
+    def feature_map(self, x):
+        "The last stage's output, before pooling: (B, C, about final_size, about final_size)."
+        return self.stages(self.stem(x.unsqueeze(1) if self.unflatten else x))
+
+    def forward(self, x): return self.drop(self.feature_map(x).mean((2, 3)))
 
 # %% ../nbs/02_model.ipynb #aa3373c9
 @register_backbone
@@ -170,16 +260,25 @@ def audio_cnn1d(info: dict,  # Dataset info; uses in_shape (C, T), (T,) or (C, F
 # %% ../nbs/02_model.ipynb #25e7be0d
 @register_backbone("text_bag")
 class TextBag(nn.Module):
-    "Mean of each row's token embeddings, pad ids (0) left out."
+    "Mean of each row's token embeddings (and hashed neighbour pairs, with `ngrams=2`), pad ids (0) left out."
     def __init__(self,
                  info: dict,  # Dataset info; uses vocab_size
                  dim=64,  # Embedding width = out_features
+                 ngrams=1,  # 1: words; 2: words and pairs of neighbouring words
+                 buckets=2**16,  # Embedding rows the word pairs are hashed into (ngrams=2)
                 ):
         super().__init__()
-        self.emb = nn.EmbeddingBag(_need(info, "vocab_size", "text_bag"), dim, mode="mean", padding_idx=0)
+        if ngrams not in (1, 2): raise ValueError(f"model.backbone 'text_bag': ngrams must be 1 or 2, got {ngrams!r}")
+        self.vocab, self.ngrams, self.buckets = _need(info, "vocab_size", "text_bag"), ngrams, int(buckets) if ngrams == 2 else 0
+        self.emb = nn.EmbeddingBag(self.vocab + self.buckets, dim, mode="mean", padding_idx=0)
         self.out_features = dim
 
-    def forward(self, x): return self.emb(x)
+    def forward(self, x):
+        if self.ngrams == 2 and x.shape[1] > 1:
+            a, b = x[:, :-1], x[:, 1:]
+            pairs = self.vocab + (a * 1_000_003 + b) % self.buckets  # a fixed hash: the same pair, the same row
+            x = torch.cat([x, torch.where((a > 0) & (b > 0), pairs, 0)], 1)  # a pair with a pad is a pad
+        return self.emb(x)
 
 # %% ../nbs/02_model.ipynb #82969357
 @register_backbone("text_transformer")

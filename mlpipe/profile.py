@@ -17,8 +17,8 @@ from PIL import Image
 from .tables import as_number
 
 # %% auto #0
-__all__ = ['GREY_MODES', 'ALPHA_MODES', 'RARE_SHARE', 'REGRESSION_MIN_DISTINCT', 'header_facts', 'content_facts', 'plan_images',
-           'plan_audio', 'profile_text', 'infer_task', 'target_profile', 'vanishing_shapes', 'summary_lines']
+__all__ = ['GREY_MODES', 'ALPHA_MODES', 'REGRESSION_MIN_DISTINCT', 'header_facts', 'content_facts', 'plan_images', 'plan_audio',
+           'profile_text', 'infer_task', 'target_profile', 'vanishing_shapes', 'summary_lines']
 
 # %% ../nbs/00b_profile.ipynb #93d9bff7
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")  # Pillow modes without colour
@@ -149,7 +149,7 @@ def profile_text(facts: list[dict]) -> dict:
             "empty": sum(f["words"] == 0 for f in facts)}
 
 # %% ../nbs/00b_profile.ipynb #204b34e8
-RARE_SHARE = 0.05  # A class with a smaller share of the items than this makes the data imbalanced
+from .config import RARE_SHARE  # A class with a smaller share of the items than this makes the data imbalanced
 REGRESSION_MIN_DISTINCT = 20  # More distinct integer targets than max(this, 5 % of items): regression
 
 def infer_task(targets: list,  # Raw targets of the items that have one
@@ -184,7 +184,8 @@ def target_profile(targets: list[str],  # The manifest targets of every usable o
     if len(counts) < 2: warn.append(f"the target has one class only ({rare!r}): nothing to learn; check data.scanner_args.target_col")
     elif n_rare / len(targets) < RARE_SHARE:
         warn.append(f"imbalanced target: class {rare!r} is {100 * n_rare / len(targets):.1f}% of the items ({n_rare} of "
-                    f"{len(targets)}); accuracy says little here: monitor val_macro_f1 (monitor.key)")
+                    f"{len(targets)}); accuracy says little here: `auto` weights the loss by class "
+                    "(loss.class_weight: balanced) and monitors val_macro_f1")
     return said, warn
 
 # %% ../nbs/00b_profile.ipynb #c34e6793

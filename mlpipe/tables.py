@@ -14,7 +14,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MISSING', 'NUMERIC_SHARE', 'TEXT_MEAN_CHARS', 'USED_KINDS', 'MISSING_CATEGORY', 'is_missing', 'as_number',
-           'profile_columns', 'fit_encoding', 'feature_names', 'encode_rows', 'table_profile']
+           'profile_columns', 'fit_encoding', 'feature_names', 'code_columns', 'encode_rows', 'table_profile']
 
 # %% ../nbs/00c_tables.ipynb #9f16b4cc
 MISSING = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
@@ -100,6 +100,12 @@ def feature_names(spec: list[dict]) -> list[str]:
         elif s["kind"] == "onehot": names += [f"{s['col']}={c}" for c in s["categories"]]
         else: names.append(f"{s['col']}#code")
     return names
+
+def code_columns(spec: list[dict]) -> list[list[int]]:
+    "[position, number of codes] of each integer-code column of the encoded rows (code 0 is an unseen category)."
+    names = feature_names(spec)
+    sizes = {f"{s['col']}#code": len(s["categories"]) + 1 for s in spec if s["kind"] == "code"}
+    return [[i, sizes[n]] for i, n in enumerate(names) if n in sizes]
 
 def encode_rows(spec: list[dict],  # From `fit_encoding`
                 rows: list[dict],  # Rows: column -> raw cell

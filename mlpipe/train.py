@@ -27,6 +27,7 @@ from .distributed import (ShardSampler, barrier, cleanup, dist_env, init_distrib
                                 process_device, rank_seed, train_sampler)
 from .metrics import StandardizedLoss, build_loss, build_metrics, build_optimizer
 from .model import build_model
+from .transfer import FreezeBackbone, init_model, report_lines
 from .runs import plot_metrics, read_status, write_json_atomic
 from .trainer import CancelFitException, Trainer, pick_device
 
@@ -101,6 +102,7 @@ def build_callbacks(cfg: Config, run_dir: Path,
         sched = dict(cfg.scheduler)
         if "name" not in sched: raise ValueError(f"scheduler: needs a name (step, cosine, onecycle, plateau), got {cfg.scheduler}")
         cbs.append(LRScheduler(sched.pop("name"), **{**mon, **sched}))  # monitor/mode matter to `plateau` only
+    if cfg.train.freeze_backbone: cbs.append(FreezeBackbone(cfg.train.freeze_backbone))
     cbs.append(StopOnSignal())  # Ctrl-C / SIGTERM: stop after the current step, with a checkpoint
     if not writer: return cbs  # every process steps its schedule and early-stops; only rank 0 writes and shows
     if cfg.train.progress: cbs.append(ProgressBar())
@@ -125,11 +127,17 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                            sampler=train_sampler(train_ds, cfg.loader.train.shuffle, cfg.seed, env) if ddp else None)
     val_dl = make_loader(val_ds, asdict(cfg.loader.val), seed=cfg.seed,
                          sampler=ShardSampler(len(val_ds), env.rank, env.world_size) if ddp else None)
-    cfg = resolve_auto(cfg, train_ds.info["task"])  # `auto` head, loss, metrics and monitor follow the data's task
+    counts = train_ds.class_counts()  # for `auto` on imbalanced classes and loss.class_weight: balanced
+    cfg = resolve_auto(cfg, train_ds.info["task"], counts)  # `auto` head, loss, metrics and monitor follow the data
     model = build_model({"backbone": cfg.model.backbone, "head": cfg.model.head},
                         cfg.model.n_outputs or train_ds.info["n_outputs"], train_ds.info)
+    if cfg.train.freeze_backbone < 0: raise ValueError(f"train.freeze_backbone: epochs >= 0, got {cfg.train.freeze_backbone}")
+    if cfg.train.freeze_backbone and ddp: raise ValueError("train.freeze_backbone does not work under DDP (torchrun) yet: "
+                                                           "use optim.backbone_lr_mult, or train on one process")
+    # the weights of model.init, before anything is written (a resumed run has its own in last.pt)
+    init = init_model(model, cfg.model.init, cfg.model.init_strict, cfg.registry.uri) if cfg.model.init and not resume else None
     optim = build_optimizer(model, cfg.optim)
-    loss_fn, metrics = build_loss(cfg.loss), build_metrics(cfg.metrics)
+    loss_fn, metrics = build_loss(cfg.loss, counts), build_metrics(cfg.metrics)
     if scale := train_ds.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
     joined = init_distributed(device)  # only now: a user error above stops each process before it waits for the others
     run_dir = Path(resume) if resume else on_main(make_run_dir, cfg.checkpoint.root, cfg.run_name)  # rank 0 names it
@@ -138,7 +146,11 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
         on_main(check_not_running, run_dir)
         # last.pt, or the newest good backup when it is damaged (said on stderr); under DDP rank 0 reads and decides
         resume_from = on_main(lambda d: resume_checkpoint(d)[0], run_dir) if ddp else resume_checkpoint(run_dir)[1]
-    if is_main(): write_records(run_dir, cfg, device)
+    if is_main():
+        write_records(run_dir, cfg, device)
+        if init:
+            write_json_atomic(run_dir/"init.json", init)
+            print("\n".join(report_lines(init)), file=sys.stderr, flush=True)
     trainer = Trainer(model, optim, loss_fn, metrics, build_callbacks(cfg, run_dir, writer=is_main()), device=device,
                       grad_clip=cfg.train.grad_clip, accum_steps=cfg.train.accum_steps, amp=cfg.train.amp,
                       compile=cfg.train.compile, ddp=ddp)

@@ -26,6 +26,7 @@ DATA = {
     "titanic": ("tabular", ["data.scanner_args.target_col=survived"]),
     "default": ("tabular", ["data.scanner_args.target_col=default"]),
     "diamonds": ("tabular", ["data.scanner_args.target_col=price"]),
+    "gapminder": ("tabular", ["data.scanner_args.target_col=lifeExp"]),
     "fortunes_csv": ("text", ["data.scanner=table", "data.scanner_args={target_col: category, text_col: text}"]),
 }
 

