@@ -78,6 +78,7 @@ class LoaderSplitCfg:
     num_workers: int = 0  # Loader worker processes; batches are identical whatever the number
     drop_last: bool = False  # Drop the last incomplete batch
     pin_memory: bool = False  # Page-locked host memory for faster copies to a GPU
+    balance: bool = False  # Draw items with replacement, every class equally often (train only; the alternative to `loss.class_weight`)
 
 @dataclass
 class LoaderCfg:
@@ -298,12 +299,13 @@ def resolve_auto(cfg: Config, task: str,
     "A copy of `cfg` with every `auto` of head, loss, metrics and monitor replaced by the task's choice."
     d, auto = cfg.to_dict(), TASK_DEFAULTS[task]
     if task == "classification" and imbalanced(class_counts):
-        auto = {**auto, "loss": {"name": "cross_entropy", "class_weight": "balanced"}, "monitor": "val_macro_f1"}
+        sampled = d["loader"]["train"].get("balance")  # the sampler balances already: weighting too would overshoot
+        auto = {**auto, "loss": {"name": "cross_entropy", **({} if sampled else {"class_weight": "sqrt"})}, "monitor": "val_macro_f1"}
     head = d["model"]["head"]
     if isinstance(head, dict) and head.get("name") == "auto": d["model"]["head"] = {**head, "name": auto["head"]}
-    if isinstance(d["loss"], dict) and d["loss"].get("name") == "auto":
-        if len(d["loss"]) > 1: raise ConfigError(f"loss: auto takes no arguments (got {d['loss']}); name the loss to give it some")
-        d["loss"] = auto["loss"] if isinstance(auto["loss"], dict) else {"name": auto["loss"]}
+    if isinstance(d["loss"], dict) and d["loss"].get("name") == "auto":  # its other keys go to the loss chosen
+        d["loss"] = {**(auto["loss"] if isinstance(auto["loss"], dict) else {"name": auto["loss"]}),
+                     **{k: v for k, v in d["loss"].items() if k != "name"}}
     if d["metrics"] == "auto": d["metrics"] = list(auto["metrics"])
     if d["monitor"]["key"] == "auto": d["monitor"] = {"key": auto["monitor"], "mode": "max"}
     elif d["monitor"]["mode"] == "auto":

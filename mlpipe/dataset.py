@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, WeightedRandomSampler
 from .core import import_obj
 
 # %% auto #0
@@ -25,7 +25,7 @@ __all__ = ['PAD', 'UNK', 'EXT_KINDS', 'PACKED_ROW', 'TASKS', 'MANIFEST_COLUMNS',
            'load_input', 'parse_target', 'read_labels', 'read_vocab', 'table_codes', 'read_split', 'ManifestDataset',
            'register_tf', 'Normalize', 'RandomCrop', 'RandomHFlip', 'CropOrPad', 'RandomTimeShift', 'mel_filterbank',
            'LogMel', 'TokenDropout', 'Compose', 'build_transforms', 'collate', 'seed_worker', 'SeededSampler',
-           'make_loader']
+           'balanced_weights', 'make_loader']
 
 # %% ../nbs/01_dataset.ipynb #8b1d31c3
 def load_image(path):
@@ -290,14 +290,17 @@ class ManifestDataset(Dataset):
                     x = self.transforms(x)
         return {"x": x, "y": self.target(i), "meta": self.meta(i)}
 
-    def class_counts(self) -> list[int] | None:
-        "Classification: items of this split per class, in `classes` order (augmented copies count); else None."
+    def item_classes(self) -> np.ndarray | None:
+        "Classification: the class index (into `classes`) of every row; else None."
         if self.labels["task"] != "classification": return None
         codes, values = self.cats["target"]
         index = {c: k for k, c in enumerate(self.labels["classes"])}
-        counts = [0] * len(index)
-        for v, n in zip(values, np.bincount(codes, minlength=len(values))): counts[index[str(v)]] += int(n)
-        return counts
+        return np.array([index[str(v)] for v in values], dtype=np.int64)[codes] if len(values) else np.zeros(0, np.int64)
+
+    def class_counts(self) -> list[int] | None:
+        "Classification: items of this split per class, in `classes` order (augmented copies count); else None."
+        classes = self.item_classes()
+        return None if classes is None else np.bincount(classes, minlength=len(self.labels["classes"])).tolist()
 
     @cached_property
     def info(self):
@@ -482,9 +485,12 @@ class SeededSampler(Sampler):
                  n_or_sampler,  # Dataset length (then `shuffle` decides the order), or a sampler giving the order
                  seed,  # Loader seed
                  shuffle=False,  # Shuffle each epoch (when given a length)
-                 item_seeds=True):  # Yield (index, seed) pairs; False: plain indices, same order
+                 item_seeds=True,  # Yield (index, seed) pairs; False: plain indices, same order
+                 weights=None):  # Per-item weights (given a length): draw that many items with replacement, by weight
         self.seed, self.epoch, self.generator, self.item_seeds = seed, 0, torch.Generator(), item_seeds
-        if isinstance(n_or_sampler, int):
+        if isinstance(n_or_sampler, int) and weights is not None:
+            n_or_sampler = WeightedRandomSampler(weights, n_or_sampler, replacement=True, generator=self.generator)
+        elif isinstance(n_or_sampler, int):
             rng = range(n_or_sampler)
             n_or_sampler = RandomSampler(rng, generator=self.generator) if shuffle else SequentialSampler(rng)
         self.sampler = n_or_sampler
@@ -509,7 +515,15 @@ LOADER_DEFAULTS = dict(
     num_workers=0,  # Worker processes loading items (0: load in the main process)
     drop_last=False,  # Drop the last incomplete batch
     pin_memory=False,  # Page-locked batches, for faster copies to a GPU
-    persistent_workers=None)  # Keep workers between epochs (default: when num_workers > 0)
+    persistent_workers=None,  # Keep workers between epochs (default: when num_workers > 0)
+    balance=False)  # Draw the items with replacement, every class equally often (a classification train split)
+
+def balanced_weights(ds) -> list[float]:
+    "Per-item weights 1 / (items of its class): every class drawn equally often."
+    classes = ds.item_classes() if hasattr(ds, "item_classes") else None
+    if classes is None: raise ValueError("loader.train.balance: needs a classification data set (classes to balance)")
+    counts = np.bincount(classes)
+    return (1.0 / counts[classes]).tolist()
 
 def make_loader(ds,  # A map-style dataset, e.g. `ManifestDataset`
                 loader_cfg,  # Dict with keys of `LOADER_DEFAULTS`, e.g. cfg loader.train
@@ -521,8 +535,12 @@ def make_loader(ds,  # A map-style dataset, e.g. `ManifestDataset`
     if unknown: raise ValueError(f"unknown loader key(s) {unknown}; known: {list(LOADER_DEFAULTS)}")
     cfg = {**LOADER_DEFAULTS, **loader_cfg}
     if cfg["persistent_workers"] is None: cfg["persistent_workers"] = cfg["num_workers"] > 0
+    if cfg["balance"] and getattr(ds, "split", "train") != "train":
+        raise ValueError(f"loader.{ds.split}.balance: only the train loader can balance classes (scores need every item once)")
+    if cfg["balance"] and sampler is not None: raise ValueError("loader.train.balance does not work under DDP (torchrun) yet: "
+                                                                 "use loss.class_weight=balanced")
     order = SeededSampler(len(ds) if sampler is None else sampler, seed, shuffle=cfg["shuffle"],
-                          item_seeds=getattr(ds, "takes_item_seeds", False))
+                          item_seeds=getattr(ds, "takes_item_seeds", False), weights=balanced_weights(ds) if cfg["balance"] else None)
     return DataLoader(ds, batch_size=cfg["batch_size"], sampler=order, drop_last=cfg["drop_last"],
                       num_workers=cfg["num_workers"], pin_memory=cfg["pin_memory"],
                       persistent_workers=cfg["persistent_workers"], collate_fn=collate, worker_init_fn=seed_worker,

@@ -47,12 +47,14 @@ def _tensor(v): return None if v is None else torch.as_tensor(v, dtype=torch.flo
 def class_weights(spec,  # None, a list of per-class weights, or 'balanced'
                   counts=None,  # Items per class in the train split, in the classes' order (for 'balanced')
                  ) -> list[float] | None:
-    "Per-class loss weights: `balanced` gives class c the weight n / (k * n_c), so every class weighs as much in total."
+    "Per-class loss weights: `balanced` gives class c the weight n / (k * n_c), so every class weighs as much in total; `sqrt` its square root."
     if spec is None or isinstance(spec, (list, tuple)): return spec
-    if spec != "balanced": raise ValueError(f"loss.class_weight: 'balanced' or a list of per-class weights, got {spec!r}")
-    if counts is None: raise ValueError("loss.class_weight: 'balanced' needs the train split's class counts (train passes them)")
+    if spec not in ("balanced", "sqrt"):
+        raise ValueError(f"loss.class_weight: 'balanced', 'sqrt' or a list of per-class weights, got {spec!r}")
+    if counts is None: raise ValueError(f"loss.class_weight: {spec!r} needs the train split's class counts (train passes them)")
     n = [max(int(c), 1) for c in counts]  # a class absent from train has no item to weigh: 1 avoids a division by 0
-    return [sum(counts) / (len(n) * c) for c in n]
+    w = [sum(counts) / (len(n) * c) for c in n]
+    return w if spec == "balanced" else [x ** 0.5 for x in w]
 
 @register_loss
 def cross_entropy(label_smoothing=0.0,  # Mass moved from the true class to all classes

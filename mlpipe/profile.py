@@ -185,7 +185,7 @@ def target_profile(targets: list[str],  # The manifest targets of every usable o
     elif n_rare / len(targets) < RARE_SHARE:
         warn.append(f"imbalanced target: class {rare!r} is {100 * n_rare / len(targets):.1f}% of the items ({n_rare} of "
                     f"{len(targets)}); accuracy says little here: `auto` weights the loss by class "
-                    "(loss.class_weight: balanced) and monitors val_macro_f1")
+                    "(loss.class_weight: sqrt) and monitors val_macro_f1")
     return said, warn
 
 # %% ../nbs/00b_profile.ipynb #c34e6793

@@ -163,6 +163,12 @@ def test_training_starts(suite, name):
     if name == "diamonds":
         assert (snap["model"]["head"]["name"], snap["loss"]["name"], snap["monitor"]["key"]) == ("regression", "mse", "val_r2")
         assert m["val_r2"].iloc[0] > 0.5  # one epoch on the standardised target already explains most of the price
+    if name == "default":  # 3.3 % defaults: auto weighs the classes and picks the best epoch by macro-F1
+        assert (snap["loss"], snap["monitor"]["key"]) == ({"name": "cross_entropy", "class_weight": "sqrt"}, "val_macro_f1")
+    if name == "gapminder":  # country has 142 categories: integer codes, embedded by the mlp
+        info = json.loads((run_dir/"info.json").read_text())
+        assert [n for _, n in info["codes"]] == [len(set(pd.read_csv(sets[name]["path"])["country"].iloc[
+            sorted(int(r["source_id"]) for r in originals(project/"data/processed/gapminder") if r["split"] == "train")])) + 1]
 
 def test_a_registered_table_model_predicts_raw_rows_as_training_did(suite, tmp_path):
     "The registry keeps profile.json: predicting from elsewhere encodes raw rows as training did; a missing column is refused."
