@@ -122,7 +122,8 @@ class CodeEmbedding(nn.Module):
                  most: int = 32):  # Widest embedding
         super().__init__()
         self.positions = [int(p) for p, _ in codes]
-        keep = [i for i in range(width) if i not in set(self.positions)]
+        coded = set(self.positions)
+        keep = [i for i in range(width) if i not in coded]
         self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
         self.embs = nn.ModuleList(nn.Embedding(int(n), embed_width(int(n), most)) for _, n in codes)
         self.out_features = len(keep) + sum(e.embedding_dim for e in self.embs)

@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/registry.html.md"""
 
 # %% auto #0
 __all__ = ['check_name', 'parse_ref', 'stage_model', 'FolderRegistry', 'mlflow_uri', 'MlflowRegistry', 'PyfuncPredictor',
-           'open_registry', 'load_predictor']
+           'open_registry', 'model_folder', 'load_predictor']
 
 # %% ../nbs/10_registry.ipynb #29c8812b
 import json, os, re, shutil, tempfile, uuid
@@ -189,10 +189,16 @@ def open_registry(uri: str | None = None):
     if "://" in uri or uri.startswith("databricks"): return MlflowRegistry(uri)
     return FolderRegistry(uri)
 
+def model_folder(model: str,  # A run directory, a version folder, or NAME:latest / NAME:v2
+                 registry: str | None = None,  # The registry URI (see `open_registry`)
+                ) -> Path:
+    "The folder that a run directory, a registry folder or a registered NAME:VERSION names."
+    if Path(model).is_dir(): return Path(model)
+    name, version = parse_ref(model)
+    return open_registry(registry).resolve(name, version)
+
 def load_predictor(model: str,  # A run directory, a version folder, or NAME:latest / NAME:v2
                    registry: str | None = None,  # The registry URI (see `open_registry`)
                    device="cpu"):
     "The `Predictor` of a run directory, a registry folder or a registered NAME:VERSION."
-    if Path(model).is_dir(): return Predictor.from_dir(model, device)
-    name, version = parse_ref(model)
-    return Predictor.from_dir(open_registry(registry).resolve(name, version), device)
+    return Predictor.from_dir(model_folder(model, registry), device)

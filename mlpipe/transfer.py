@@ -26,25 +26,22 @@ def weights_source(ref: str,  # model.init: a run directory, a registry version 
                   ) -> Path:
     "The weights file that `ref` names."
     from mlpipe.predict import check_sums
-    from mlpipe.registry import open_registry, parse_ref
+    from mlpipe.registry import model_folder
     path = Path(str(ref)).expanduser()
     if path.is_file():
         if path.suffix.lower() not in WEIGHT_SUFFIXES:
             raise ValueError(f"model.init: {path} is not a weights file (.pt, .pth or .safetensors)")
         return path
-    if not path.is_dir() and ":" in str(ref) and "/" not in str(ref):
-        try: name, version = parse_ref(str(ref))
-        except ValueError: pass
-        else: path = open_registry(registry).resolve(name, version)
-    if path.is_dir():
-        for n in ("best.pt", "model.pt"):
-            if (path/n).is_file():
-                check_sums(path)  # a registry version; a run directory has no SHA256SUMS
-                return path/n
-        raise FileNotFoundError(f"model.init: {path} has no best.pt (a run that finished an epoch) nor model.pt (a registered model)")
-    raise FileNotFoundError(f"model.init: {ref} not found: give a run directory, a registered model NAME:vN, or a .pt/.safetensors file")
+    try: path = model_folder(str(path), registry)  # a run directory, a version folder, or NAME:vN
+    except ValueError: raise FileNotFoundError(f"model.init: {ref} not found: give a run directory, a registered "
+                                               "model NAME:vN, or a .pt/.safetensors file") from None
+    for n in ("best.pt", "model.pt"):
+        if (path/n).is_file():
+            check_sums(path)  # a registry version; a run directory has no SHA256SUMS
+            return path/n
+    raise FileNotFoundError(f"model.init: {path} has no best.pt (a run that finished an epoch) nor model.pt (a registered model)")
 
-# %% ../nbs/02a_transfer.ipynb #f526b424
+# %% ../nbs/02a_transfer.ipynb #6587994e
 def read_weights(path) -> dict[str, torch.Tensor]:
     "Name -> tensor of a weights file (.pt: an mlpipe checkpoint or a state dict; .safetensors)."
     path = Path(path)
@@ -59,7 +56,7 @@ def read_weights(path) -> dict[str, torch.Tensor]:
         raise ValueError(f"model.init: {path} holds no state dict (name -> tensor) nor an mlpipe checkpoint")
     return state
 
-# %% ../nbs/02a_transfer.ipynb #4603148b
+# %% ../nbs/02a_transfer.ipynb #58f2bbbf
 def _data_buffers(model: nn.Module) -> set[str]:
     "Names of tensors that describe the training data, not learned weights (the target's mean and std)."
     return {f"{n}.{b}".lstrip(".") for n, m in model.named_modules() if isinstance(m, TargetScale) for b in ("mean", "std")}
@@ -88,7 +85,7 @@ def load_matching(model: nn.Module,
         for k in loaded: own[k].copy_(state[k].to(own[k].dtype))  # state_dict() tensors share storage with the model
     return report
 
-# %% ../nbs/02a_transfer.ipynb #df96bdd3
+# %% ../nbs/02a_transfer.ipynb #ca87a9fd
 def init_model(model: nn.Module,
                ref: str,  # model.init
                strict: bool = False,  # model.init_strict
@@ -117,7 +114,7 @@ def report_lines(report: dict) -> list[str]:
     if report["unused"]: out.append(f"model.init: not used {len(report['unused'])}: {_names(report['unused'])}")
     return out
 
-# %% ../nbs/02a_transfer.ipynb #da854d29
+# %% ../nbs/02a_transfer.ipynb #6a51bd47
 class FreezeBackbone(Callback):
     "Train the head only for the first `epochs` epochs: the backbone gets no gradients and its BatchNorm stays in eval mode."
     order = -10  # before the other callbacks see the epoch

