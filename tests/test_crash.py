@@ -151,13 +151,20 @@ def test_rerun_is_identical(work, workers):
 def kill_mid_write(p: subprocess.Popen, run_dir: Path) -> bytes:
     """SIGKILL `p` certainly in the middle of writing last.pt: once it has saved once, the temp name of its next save
     (`.last.pt.tmp<pid>`) is made a named pipe with a 4 KB buffer, so torch.save blocks in a write after 8 KB at most;
-    then it is killed. Returns the start of what it wrote."""
-    signal_when(p, run_dir, lambda mask, name: mask & IN_MOVED_TO and name == "last.pt", sig=0)
+    then it is killed. Returns the start of what it wrote.
+    The process is stopped (SIGSTOP) while the pipe is made: on a busy machine this test may not run again before the
+    last epoch is saved. If the next save had already begun, the pipe waits for the one after."""
     fifo = run_dir/f".last.pt.tmp{p.pid}"
-    os.mkfifo(fifo)  # an epoch (20 steps) before the next save: time enough
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    while True:
+        signal_when(p, run_dir, lambda mask, name: mask & IN_MOVED_TO and name == "last.pt", sig=signal.SIGSTOP)
+        try:
+            os.mkfifo(fifo)
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)  # before the writer can fill the default 64 KB
+            break
+        except FileExistsError: pass  # the next save's temp file is there: catch the save after it
+        finally: os.kill(p.pid, signal.SIGCONT)
     try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
         data, deadline = b"", time.monotonic() + 90
         while len(data) < 4096:
             assert p.poll() is None, f"the run ended ({p.returncode}) before its next save: {p.stderr.read()}"
@@ -253,9 +260,11 @@ def test_full_disk_stops_with_one_error_line_and_keeps_the_last_checkpoint(work)
     run_dir = work/"checkpoint/log_full"
     p = start(work, "train", "config.yaml", *ARGS, "run_name=full")
     # Once epoch 1 is saved, no file of the process may grow past half a checkpoint (metrics.csv stays far below).
-    signal_when(p, run_dir, lambda mask, name: mask & IN_MOVED_TO and name == "last.pt", sig=0)
+    # Stopped meanwhile: on a busy machine this test may not run again before the run's end.
+    signal_when(p, run_dir, lambda mask, name: mask & IN_MOVED_TO and name == "last.pt", sig=signal.SIGSTOP)
     half = (run_dir/"last.pt").stat().st_size // 2
     resource.prlimit(p.pid, resource.RLIMIT_FSIZE, (half, resource.RLIM_INFINITY))
+    os.kill(p.pid, signal.SIGCONT)
     code, out, err = finish(p)
     assert code == 1, err
     lines = err.strip().splitlines()
