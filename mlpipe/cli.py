@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/cli.html.md"""
 
 # %% auto #0
 __all__ = ['DEMO_NAMES', 'USER_ERRORS', 'build_parser', 'cmd_augment', 'cmd_train', 'cmd_run', 'cmd_demo', 'cmd_runs', 'cmd_plot',
-           'cmd_config', 'cmd_predict', 'cmd_compare', 'cmd_register', 'main']
+           'cmd_config', 'cmd_predict', 'cmd_evaluate', 'cmd_lr_find', 'cmd_compare', 'cmd_register', 'main']
 
 # %% ../nbs/06_cli.ipynb #4d126386
 import argparse, os, sys
@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("run_dir", help="a run directory")
     rg.add_argument("--name", required=True, help="the model's name: letters, digits, _ . -")
     rg.add_argument("--registry", metavar="URI", help=reg_help)
+    ev = sub.add_parser("evaluate", help="score a run on its test split beside a trivial baseline; write eval/<split>/")
+    ev.add_argument("run", metavar="RUN", help="a run directory, a run name as `mlpipe runs` prints it, or NAME:vN")
+    ev.add_argument("--split", default="test", choices=("test", "val", "train"), help="the split to score (default test)")
+    ev.add_argument("--checkpoint", default="best", choices=("best", "last"), help="best.pt (default) or last.pt")
+    ev.add_argument("--top", type=int, default=16, metavar="N", help="how many top losses to show (default 16)")
+    ev.add_argument("--root", default="checkpoint", help="checkpoint root that run names are looked up in")
+    ev.add_argument("--registry", metavar="URI", help=reg_help)
+    ev.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    lf = sub.add_parser("lr-find", help="sweep the learning rate on a throwaway model; print the one to train with")
+    _config_args(lf, config_required=False)
+    lf.add_argument("--start", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    lf.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
+    lf.add_argument("--steps", type=int, default=100, help="batches at most (default 100)")
     c = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)")
     _config_args(c, config_required=False)
     return p
@@ -118,7 +131,7 @@ def cmd_demo(args):
 def cmd_runs(args):
     from mlpipe.runs import list_runs
     df = list_runs(args.root)
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(df) else f"no runs under {args.root}")
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-") if len(df) else f"no runs under {args.root}")
 
 def cmd_plot(args):
     from mlpipe.runs import plot_metrics
@@ -147,12 +160,25 @@ def cmd_predict(args):
     if failed: print(f"warning: {failed} of {len(df)} inputs could not be predicted (see the error column)", file=sys.stderr)
     if args.out: print(args.out)
 
+def cmd_evaluate(args):
+    from mlpipe.evaluate import evaluate
+    ev = evaluate(args.run, args.split, args.checkpoint, args.top, args.root, _registry_uri(args), args.device)
+    print("\n".join(ev.lines()))
+
+def cmd_lr_find(args):
+    cfg = _load(args)
+    from mlpipe.lr_find import lr_find
+    found = lr_find(cfg, args.start, args.end, args.steps)
+    print("\n".join(found.lines()), file=sys.stderr)
+    print(found.override)
+    print(found.plot)
+
 def cmd_compare(args):
     from mlpipe.runs import compare_runs, resolve_run, run_summary
     dirs = [resolve_run(r, args.root) for r in args.runs]
     diff, png = compare_runs(dirs, args.out)
     import pandas as pd
-    print(pd.DataFrame([run_summary(d) for d in dirs]).drop(columns="date").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(pd.DataFrame([run_summary(d) for d in dirs]).drop(columns="date").to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
     print("\nconfig differences:\n" + diff.rename_axis(None).to_string() if len(diff) else "\nthe configs are identical")
     print(png)
 
@@ -172,7 +198,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `mlpipe` command."
     args = build_parser().parse_args(argv)
-    try: code = globals()[f"cmd_{args.verb}"](args)  # None, or the exit status of a torchrun job
+    try: code = globals()[f"cmd_{args.verb.replace('-', '_')}"](args)  # None, or the exit status of a torchrun job
     except USER_ERRORS as e:
         if os.environ.get("MLPIPE_DEBUG"): raise
         print(f"error: {e}", file=sys.stderr)

@@ -149,11 +149,16 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, folder,  # A run directory (best.pt) or a registry version (model.pt)
-                 device="cpu"):
-        "Load the model of a run directory or a registry version folder."
+                 device="cpu",
+                 checkpoint: str = "best"):  # A run directory's `best` or `last` checkpoint (a registry version has one)
+        "Load the model of a run directory or a registry version folder; `checkpoint_epoch` says which epoch it is."
         folder = Path(folder)
         if not folder.is_dir(): raise FileNotFoundError(f"model folder not found: {folder}")
-        weights = next((folder/n for n in ("model.pt", "best.pt") if (folder/n).is_file()), None)
+        if checkpoint not in ("best", "last"): raise ValueError(f"checkpoint: best or last, got {checkpoint!r}")
+        if checkpoint == "last" and not (folder/"last.pt").is_file():
+            raise FileNotFoundError(f"{folder}: no last.pt (a registry version holds its best model only)")
+        names = ("last.pt",) if checkpoint == "last" else ("model.pt", "best.pt")
+        weights = next((folder/n for n in names if (folder/n).is_file()), None)
         if weights is None: raise FileNotFoundError(f"{folder}: no best.pt (has the run finished an epoch?) nor model.pt")
         check_sums(folder)
         ckpt = load_checkpoint(weights)
@@ -175,7 +180,9 @@ class Predictor:
         model.load_state_dict(ckpt["model"])
         profile = _data_file(folder, config, "profile.json")
         recipe = json.loads(profile.read_text()).get("recipe") if profile else None
-        return cls(model, config, labels, info, vocab, device, recipe)
+        pred = cls(model, config, labels, info, vocab, device, recipe)
+        pred.checkpoint, pred.checkpoint_epoch = weights, ckpt.get("epoch")
+        return pred
 
     @classmethod
     def from_run(cls, run_dir, device="cpu"):
