@@ -4,8 +4,8 @@
 
 Builds the suite of tools/realdata.py, then for each set runs `mlpipe run configs/<example>.yaml` with only the data
 named (as tests/test_realdata.py does, but with the examples' full epochs), reads the best monitored value from the
-run's metrics.csv, and runs tools/baseline.py on the same processed manifest (train originals -> val). Prints a
-Markdown table. `--set` adds overrides to every run (e.g. `--set train.epochs=3` for a quick look).
+run's metrics.csv, scores best.pt on the test split with `mlpipe evaluate`, and runs tools/baseline.py on the same
+processed manifest (train originals -> val, and -> test). Prints a Markdown table. `--set` adds overrides to every run (e.g. `--set train.epochs=3` for a quick look).
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -38,9 +38,15 @@ def run_set(project: Path, name: str, info: dict, extra: list[str]) -> dict:
     key, mode = snap["monitor"]["key"], snap["monitor"]["mode"]
     m = pd.read_csv(run_dir/"metrics.csv")
     best = m.loc[m[key].idxmax() if mode == "max" else m[key].idxmin()]
+    seconds = round(time.perf_counter() - t0, 1)
+    ev = subprocess.run([sys.executable, "-m", "mlpipe", "evaluate", str(run_dir)], cwd=project, capture_output=True, text=True,
+                        env={**os.environ, "MPLBACKEND": "Agg"})
+    if ev.returncode: return {"set": name, "error": ev.stderr.strip().splitlines()[-1]}
+    test = json.loads((run_dir/"eval/test/metrics.json").read_text())["metrics"][key.removeprefix("val_")]
     base = baseline.baseline(project/"data"/"processed"/name, info["path"], name, "val")
+    base_test = baseline.baseline(project/"data"/"processed"/name, info["path"], name, "test")
     return {"set": name, "config": EXAMPLE[name], "monitor": key, "mlpipe": float(best[key]), "epoch": int(best["epoch"]),
-            "baseline": base, "seconds": round(time.perf_counter() - t0, 1)}
+            "test": float(test), "baseline": base, "baseline_test": base_test, "run": str(run_dir), "seconds": seconds}
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,13 +59,13 @@ def main(argv=None):
     project = root/"project"; project.mkdir(exist_ok=True)
     for name in set(EXAMPLE.values()): (project/f"{name}.yaml").write_text((REPO/"configs"/f"{name}.yaml").read_text())
     rows = [run_set(project, n, sets[n], a.extra) for n in sets]
-    print("| set | example config | monitored | mlpipe (best epoch) | baseline on the same val split | run s |")
-    print("|---|---|---|---|---|---|")
+    print("| set | example config | monitored | mlpipe val (best epoch) | baseline val | mlpipe test | baseline test | run s |")
+    print("|---|---|---|---|---|---|---|---|")
+    scores = lambda b: ", ".join(f"{k} {v:.3f}" for k, v in b.items() if isinstance(v, float))
     for r in rows:
-        if "error" in r: print(f"| {r['set']} | | | error: {r['error']} | | |"); continue
-        b = {k: v for k, v in r["baseline"].items() if isinstance(v, float)}
-        print(f"| {r['set']} | {r['config']} | {r['monitor']} | {r['mlpipe']:.3f} ({r['epoch']}) | "
-              f"{', '.join(f'{k} {v:.3f}' for k, v in b.items())} | {r['seconds']} |")
+        if "error" in r: print(f"| {r['set']} | | | error: {r['error']} | | | | |"); continue
+        print(f"| {r['set']} | {r['config']} | {r['monitor']} | {r['mlpipe']:.3f} ({r['epoch']}) | {scores(r['baseline'])} | "
+              f"{r['test']:.3f} | {scores(r['baseline_test'])} | {r['seconds']} |")
     print(json.dumps(rows), file=sys.stderr)
 
 if __name__ == "__main__":

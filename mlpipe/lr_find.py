@@ -77,8 +77,8 @@ class LRFind:
         ax.plot(self.lrs[k], self.smoothed[k], "o", color="C3", label=f"lowest at {self.lrs[k]:.1e}")
         ax.axvline(self.suggestion, color="C2", ls="--", label=f"suggested {self.override}")
         ax.set_xscale("log"); ax.set_xlabel("learning rate"); ax.set_ylabel("training loss"); ax.grid(alpha=.3, which="both")
-        top = max(self.smoothed[: k + 1]) if k else self.smoothed[0]
-        ax.set_ylim(min(self.smoothed) - 0.1 * abs(top - min(self.smoothed)) - 1e-9, top + 0.5 * abs(top - min(self.smoothed)) + 1e-9)
+        top, low = max(self.smoothed[: k + 1]), min(min(self.losses[: k + 1]), self.smoothed[k])
+        ax.set_ylim(low - 0.05 * (top - low) - 1e-9, top + 0.5 * (top - low) + 1e-9)  # up to the blow-up, not its height
         ax.legend(fontsize="small"); ax.set_title(f"learning-rate finder: {len(self.lrs)} steps ({self.stopped})")
         return fig
 
