@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
-from .core import import_obj, write_atomic
+from .core import hold_lock, import_obj, write_atomic
 from . import profile as prof, tables
 
 # %% auto #0
@@ -93,9 +93,11 @@ def _visible_files(folder: str) -> list[str]:
 @register_scanner("folder")
 def scan_folder(
     raw_dir,  # Root of a `raw_dir/<label>/<item>` tree
+    follow_links: bool = False,  # Take files that symbolic links lead to outside raw_dir (skipped and listed otherwise)
 ):
     "Yield one `RawItem` per file of a class-folder tree; the folder name is the target."
     root = os.path.normpath(raw_dir)
+    real_root = os.path.realpath(root)
     if not os.path.isdir(root): raise ValueError(f"scanner 'folder': raw_dir {raw_dir} is not a folder (a table needs scanner 'table')")
     labels = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     for label in labels:
@@ -104,6 +106,9 @@ def scan_folder(
             rel = f[len(root) + 1:].replace(os.sep, "/")
             modality = MODALITY_BY_EXT.get(os.path.splitext(f)[1].lower())
             error = None if modality else f"unsupported file type {os.path.splitext(f)[1] or '(no extension)'!r}"
+            real = os.path.realpath(f)
+            if not follow_links and os.path.commonpath([real_root, real]) != real_root:
+                error = f"a link leading out of raw_dir (to {real}); skipped (data.scanner_args.follow_links: true takes it)"
             yield RawItem(rel, label, modality, path=Path(f), meta={"src": rel}, error=error)
 
 # %% ../nbs/00_augmentation.ipynb #950b533d
@@ -726,6 +731,7 @@ class ItemResult:
     cached: int = 0  # Copies found in the cache
     source: list | None = None  # [raw path, size, mtime_ns, content hash, facts] for the hash index
     facts: dict = field(default_factory=dict)  # `profile.content_facts` of the decoded item (or from the index)
+    fatal: tuple | None = None  # (errno, message) of a failed write: the machine's fault (a full disk), not the item's
 
 def _error(item: RawItem, reason) -> dict:
     reason = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
@@ -746,7 +752,8 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
             if os.path.exists(path): meta = _cached_meta(path, item.modality); res.cached += 1
             else:
                 blob, meta = render_copy(x0, item, copy, job)
-                res.written += _write(path, blob, fsync=False)  # write_atomic makes items/<xx>/
+                try: res.written += _write(path, blob, fsync=False)  # write_atomic makes items/<xx>/
+                except OSError as e: return ItemResult([], fatal=(e.errno, f"{e.strerror or e}: could not write {path}"))
             res.rows.append(_row(item, copy, rel, split, job.version, _meta_json(item, meta)))
         return res
     except Exception as e:
@@ -825,7 +832,8 @@ def process_table(pairs: list[tuple[RawItem, str]],  # (tabular item, split) pai
         if cached: res.cached = len(res.rows)
         else:
             buf = io.BytesIO(); np.save(buf, np.stack(blocks).astype(np.float32))
-            res.written = _write(path, buf.getvalue(), fsync=False)
+            try: res.written = _write(path, buf.getvalue(), fsync=False)
+            except OSError as e: res.fatal = (e.errno, f"{e.strerror or e}: could not write {path}")
         results.append(res)
     return results
 
@@ -1159,28 +1167,32 @@ def augment(
         return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors), 0, 0,
                              time.perf_counter() - t0, estimate, dry_run=True, profile=profile)
     (out / "items").mkdir(parents=True, exist_ok=True)
-    counts = Counter()
-    results = produce_items([p for p in pairs if p[0].modality != "tabular"], job, workers, progress, index)
-    results += process_table([p for p in pairs if p[0].modality == "tabular"], job, counts)
-    rows = [r for res in results for r in res.rows]
-    errors += [res.error for res in results if res.error]
-    _warn_skipped(errors)
-    if not rows:
-        write_errors_csv(out / "errors.csv", errors)
-        raise ValueError(f"all {len(found)} raw items under {raw_dir} failed; see {out / 'errors.csv'}")
-    for res in results:  # the decoded items' facts join their header facts, in the profile and in the hash index
-        if res.rows and res.facts: facts[res.rows[0]["source_id"]] = {**facts.get(res.rows[0]["source_id"], {}), **res.facts}
-        if res.source: res.source[4] = facts.get(res.rows[0]["source_id"], {}) if res.rows else {}
-    done = {r["source_id"] for r in rows}
-    profile = build_profile(found, [p for p in pairs if p[0].source_id in done], errors, facts, said, steps, task, counts, source)
-    train = [r["target"] for r in rows if r["split"] == "train" and r["aug_tag"].endswith("/orig")]
-    labels = build_labels((r["target"] for r in rows), task, train)
-    written = sum(res.written for res in results)
-    written += write_outputs(out, rows, errors, labels, _text_vocab(out, rows, _min_freq(steps, min_freq_arg)), profile)
-    written += write_hash_index(out, results)
-    tidy_out_dir(out, {r["path"].partition("#")[0] for r in rows})
-    return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors),
-                         sum(res.cached for res in results), written, time.perf_counter() - t0, estimate, profile=profile)
+    # one writer per processed folder: a second augment (or one while a run trains on it) would delete its items
+    with hold_lock(out / ".lock", f"the processed folder {out}"):
+        counts = Counter()
+        results = produce_items([p for p in pairs if p[0].modality != "tabular"], job, workers, progress, index)
+        results += process_table([p for p in pairs if p[0].modality == "tabular"], job, counts)
+        if fatal := next((res.fatal for res in results if res.fatal), None):  # never an item "skipped" for a full disk
+            raise OSError(fatal[0], f"{fatal[1]}; augment stopped, and {out / 'manifest.csv'} and the files it lists are as they were")
+        rows = [r for res in results for r in res.rows]
+        errors += [res.error for res in results if res.error]
+        _warn_skipped(errors)
+        if not rows:
+            write_errors_csv(out / "errors.csv", errors)
+            raise ValueError(f"all {len(found)} raw items under {raw_dir} failed; see {out / 'errors.csv'}")
+        for res in results:  # the decoded items' facts join their header facts, in the profile and in the hash index
+            if res.rows and res.facts: facts[res.rows[0]["source_id"]] = {**facts.get(res.rows[0]["source_id"], {}), **res.facts}
+            if res.source: res.source[4] = facts.get(res.rows[0]["source_id"], {}) if res.rows else {}
+        done = {r["source_id"] for r in rows}
+        profile = build_profile(found, [p for p in pairs if p[0].source_id in done], errors, facts, said, steps, task, counts, source)
+        train = [r["target"] for r in rows if r["split"] == "train" and r["aug_tag"].endswith("/orig")]
+        labels = build_labels((r["target"] for r in rows), task, train)
+        written = sum(res.written for res in results)
+        written += write_outputs(out, rows, errors, labels, _text_vocab(out, rows, _min_freq(steps, min_freq_arg)), profile)
+        written += write_hash_index(out, results)
+        tidy_out_dir(out, {r["path"].partition("#")[0] for r in rows})
+        return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors),
+                             sum(res.cached for res in results), written, time.perf_counter() - t0, estimate, profile=profile)
 
 # %% ../nbs/00_augmentation.ipynb #1479be6f
 def augment_data(cfg,  # A resolved `mlpipe.config.Config`

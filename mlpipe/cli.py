@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--registry", metavar="URI", help=reg_help)
     pr.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
     pr.add_argument("--batch-size", type=int, default=256, help="inputs per forward pass")
+    trust_help = "let the model's stored config name import paths (code): only for files you trust"
+    pr.add_argument("--trust", action="store_true", help=trust_help)
     cp = sub.add_parser("compare", help="config differences of runs, and their curves overlaid in one PNG")
     cp.add_argument("runs", nargs="+", metavar="RUN", help="run directories, or run names under --root (two or more)")
     cp.add_argument("--out", default="compare.png", help="the PNG to write (default compare.png)")
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("run_dir", help="a run directory")
     rg.add_argument("--name", required=True, help="the model's name: letters, digits, _ . -")
     rg.add_argument("--registry", metavar="URI", help=reg_help)
+    rg.add_argument("--trust", action="store_true", help=trust_help)
     ev = sub.add_parser("evaluate", help="score a run on its test split beside a trivial baseline; write eval/<split>/")
     ev.add_argument("run", metavar="RUN", help="a run directory, a run name as `mlpipe runs` prints it, or NAME:vN")
     ev.add_argument("--split", default="test", choices=("test", "val", "train"), help="the split to score (default test)")
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--root", default="checkpoint", help="checkpoint root that run names are looked up in")
     ev.add_argument("--registry", metavar="URI", help=reg_help)
     ev.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    ev.add_argument("--trust", action="store_true", help=trust_help)
     lf = sub.add_parser("lr-find", help="sweep the learning rate on a throwaway model; print the one to train with")
     _config_args(lf, config_required=False)
     lf.add_argument("--start", type=float, default=1e-7, help="first learning rate (default 1e-7)")
@@ -152,7 +156,7 @@ def _registry_uri(args) -> str | None:
 
 def cmd_predict(args):
     from mlpipe.registry import load_predictor
-    df = load_predictor(args.model, _registry_uri(args), args.device).predict(args.inputs, batch_size=args.batch_size)
+    df = load_predictor(args.model, _registry_uri(args), args.device, args.trust).predict(args.inputs, batch_size=args.batch_size)
     try: df.to_csv(args.out or sys.stdout, index=False, float_format="%.6g")
     except BrokenPipeError:  # `mlpipe predict … | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return
@@ -162,7 +166,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     from mlpipe.evaluate import evaluate
-    ev = evaluate(args.run, args.split, args.checkpoint, args.top, args.root, _registry_uri(args), args.device)
+    ev = evaluate(args.run, args.split, args.checkpoint, args.top, args.root, _registry_uri(args), args.device, args.trust)
     print("\n".join(ev.lines()))
 
 def cmd_lr_find(args):
@@ -188,7 +192,7 @@ def cmd_register(args):
     status = read_status(args.run_dir).get("status")
     if status not in ("finished", "stopped", None): print(f"note: the run's status is {status}", file=sys.stderr)
     reg = open_registry(_registry_uri(args))
-    v = reg.register(args.run_dir, args.name)
+    v = reg.register(args.run_dir, args.name, args.trust)
     print(f"registered {args.run_dir} as {v['name']}:v{v['version']} in {reg}: {v['path']}", file=sys.stderr)
     print(f"{v['name']}:v{v['version']}")
 

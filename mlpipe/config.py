@@ -8,7 +8,7 @@ Docs: https://mlpipe.github.io/mlpipe/config.html.md"""
 __all__ = ['TASK_DEFAULTS', 'RARE_SHARE', 'DataCfg', 'ImagePrepCfg', 'AudioPrepCfg', 'TabularPrepCfg', 'AugmentCfg', 'SplitCfg',
            'TfCfg', 'LoaderSplitCfg', 'LoaderCfg', 'ModelCfg', 'CheckpointCfg', 'TrainCfg', 'MonitorCfg',
            'EarlyStopCfg', 'LogCfg', 'NotifyCfg', 'RegistryCfg', 'Config', 'ConfigError', 'from_dict', 'YamlLoader',
-           'yaml_load', 'apply_override', 'load_config', 'imbalanced', 'resolve_auto', 'dump_config',
+           'yaml_load', 'apply_override', 'check_values', 'load_config', 'imbalanced', 'resolve_auto', 'dump_config',
            'config_reference']
 
 # %% ../nbs/05_config.ipynb #73734bfd
@@ -263,6 +263,31 @@ def apply_override(d: dict, override: str) -> dict:
     node[last] = value
     return d
 
+# %% ../nbs/05_config.ipynb #c5chkcd
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]{0,99}")
+
+def check_values(cfg: Config) -> Config:
+    "Raise ConfigError naming the first key whose value is out of its range; return `cfg`."
+    def need(ok: bool, key: str, want: str, value):
+        if not ok: raise ConfigError(f"{key}: expected {want}, got {value!r}")
+    name = cfg.run_name
+    need(name is None or (_RUN_NAME.fullmatch(name) is not None and ".." not in name), "run_name",
+         "a plain name (letters, digits, _ . = + -; no '/' or '..': it names a folder under checkpoint.root)", name)
+    need(cfg.train.epochs >= 1, "train.epochs", "an integer >= 1", cfg.train.epochs)
+    need(cfg.train.accum_steps >= 1, "train.accum_steps", "an integer >= 1", cfg.train.accum_steps)
+    need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip", "a norm > 0, or null for no clipping", cfg.train.grad_clip)
+    need(cfg.train.freeze_backbone >= 0, "train.freeze_backbone", "a number of epochs >= 0", cfg.train.freeze_backbone)
+    need(cfg.early_stop.patience is None or cfg.early_stop.patience >= 0, "early_stop.patience", "epochs >= 0, or null", cfg.early_stop.patience)
+    need(cfg.early_stop.min_delta >= 0, "early_stop.min_delta", "a change >= 0", cfg.early_stop.min_delta)
+    for split in ("train", "val"):
+        lc = getattr(cfg.loader, split)
+        need(lc.batch_size >= 1, f"loader.{split}.batch_size", "an integer >= 1", lc.batch_size)
+        need(lc.num_workers >= 0, f"loader.{split}.num_workers", "an integer >= 0", lc.num_workers)
+    lr = cfg.optim.get("lr")
+    need(lr is None or (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0), "optim.lr", "a learning rate > 0", lr)
+    need(cfg.device != "cpu" or cfg.train.amp != "fp16", "train.amp", "bf16 or null on the CPU (fp16 needs CUDA)", cfg.train.amp)
+    return cfg
+
 # %% ../nbs/05_config.ipynb #44841098
 def load_config(path: str | Path | None = None,  # A config.yaml; None: the defaults only
                 overrides: list[str] = ()  # `dotted.key=value` strings applied in order
@@ -278,7 +303,7 @@ def load_config(path: str | Path | None = None,  # A config.yaml; None: the defa
             raise ConfigError(f"{path}" + (f":{mark.line+1}" if mark else "") + f": invalid YAML ({getattr(e, 'problem', e)})") from None
         if not isinstance(raw, dict): raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {_yaml_type(raw)}")
     for o in overrides: apply_override(raw, o)
-    return from_dict(Config, raw)
+    return check_values(from_dict(Config, raw))
 
 # %% ../nbs/05_config.ipynb #b949865c
 TASK_DEFAULTS = {  # What `auto` means, per task

@@ -6,24 +6,49 @@ Docs: https://mlpipe.github.io/mlpipe/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ba4a2942
 from __future__ import annotations
-import contextlib, importlib, os, shutil
+import contextlib, contextvars, importlib, os, shutil
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['import_obj', 'fsync_dir', 'temp_name', 'link_file', 'write_atomic']
+__all__ = ['import_obj', 'trusted_modules', 'untrusted', 'check_trusted', 'fsync_dir', 'temp_name', 'link_file', 'write_atomic',
+           'hold_lock']
 
 # %% ../nbs/00_core.ipynb #83d91486
 def import_obj(path: str):
-    "The object at import path `pkg.mod:attr` or `pkg.mod.attr`."
+    "The object at import path `pkg.mod:attr` or `pkg.mod.attr` (refused inside `untrusted` unless its module is trusted)."
     mod_name, sep, attr = path.partition(":")
     if not sep: mod_name, _, attr = path.rpartition(".")
     if not mod_name or not attr: raise ValueError(f"{path!r} is not an import path like 'pkg.mod:factory'")
+    check_trusted(path, mod_name)
     try: obj = importlib.import_module(mod_name)
     except ImportError as e: raise ValueError(f"cannot import module {mod_name!r} (from {path!r}): {e}") from None
     for part in attr.split("."):
         try: obj = getattr(obj, part)
         except AttributeError: raise ValueError(f"module {mod_name!r} has no attribute {attr!r} (from {path!r})") from None
     return obj
+
+# %% ../nbs/00_core.ipynb #c0a1trcd
+_UNTRUSTED: contextvars.ContextVar = contextvars.ContextVar("mlpipe_untrusted", default=None)
+
+def trusted_modules() -> set[str]:
+    "Top-level modules named in `MLPIPE_TRUSTED_MODULES` (comma-separated)."
+    return {m.strip() for m in os.environ.get("MLPIPE_TRUSTED_MODULES", "").split(",") if m.strip()}
+
+@contextlib.contextmanager
+def untrusted(source,  # The file the names come from (a checkpoint, a registered model), for the message
+              trust: bool = False):  # True: the user vouches for it; import paths work as in their own config
+    "Within the block, `import_obj` refuses import paths unless their top-level module is in `MLPIPE_TRUSTED_MODULES`."
+    token = _UNTRUSTED.set(None if trust else str(source))
+    try: yield
+    finally: _UNTRUSTED.reset(token)
+
+def check_trusted(path: str, mod_name: str):
+    "Raise ValueError if an import path is named inside `untrusted` and its module is not trusted."
+    source = _UNTRUSTED.get()
+    if source is None or mod_name.split(".")[0] in trusted_modules(): return
+    raise ValueError(f"{path!r} is an import path in {source}, a file you did not write: it could run any code, so only "
+                     "mlpipe's built-in names are loaded from it; if you trust the file, pass --trust (Python: "
+                     "trust=True) or add its module to MLPIPE_TRUSTED_MODULES")
 
 # %% ../nbs/00_core.ipynb #892150ff
 def fsync_dir(path: Path):
@@ -102,3 +127,27 @@ def write_atomic(path,
         finally: discard()  # still there only when something failed
         return path
     return commit() if executor is None else executor.submit(commit)
+
+# %% ../nbs/00_core.ipynb #c0lockcd
+@contextlib.contextmanager
+def hold_lock(path,  # The lock file (created if missing; it holds who has the lock)
+              what: str,  # What is locked, for the message: "the processed folder data/processed/v1"
+              shared: bool = False):  # A reader's lock: others may share it, a writer may not
+    "Hold an OS file lock on `path` for the block; raise ValueError naming the holder if another process has it."
+    try: import fcntl
+    except ImportError: yield; return  # no flock on this OS
+    import socket, sys, time
+    try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not shared: raise
+        yield; return  # a reader in a read-only folder: no writer can be there either
+    try:
+        try: fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise ValueError(f"{what} is in use by {holder}; wait for it to end, or stop it") from None
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "python"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} ({command}) since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        yield
+    finally: os.close(fd)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .augmentation import read_table
 from .config import Config, from_dict
-from .core import write_atomic
+from .core import untrusted, write_atomic
 from .dataset import ManifestDataset, build_transforms, item_file, load_audio, make_loader
 from .metrics import StandardizedLoss, build_loss, build_metrics
 from .predict import Predictor
@@ -146,11 +146,15 @@ def regression_figure(true: np.ndarray, pred: np.ndarray, by_range: pd.DataFrame
     if title: fig.suptitle(title)
     return fig
 
+def _short(v: float) -> str:
+    "A range bound for an axis label: 1,710 rather than 1.71e+03; 0.25 as it is."
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
 def error_by_range(true: np.ndarray, pred: np.ndarray, n_bins: int = 5) -> pd.DataFrame:
     "Mean absolute error and bias per quantile range of the true value."
     edges = np.unique(np.quantile(true, np.linspace(0, 1, n_bins + 1)))
     k = np.clip(np.searchsorted(edges, true, side="right") - 1, 0, max(len(edges) - 2, 0))
-    rows = [{"range": f"{edges[b]:.3g}–{edges[min(b + 1, len(edges) - 1)]:.3g}", "items": int((k == b).sum()),
+    rows = [{"range": f"{_short(edges[b])}–{_short(edges[min(b + 1, len(edges) - 1)])}", "items": int((k == b).sum()),
              "mae": float(np.abs(pred - true)[k == b].mean()), "bias": float((pred - true)[k == b].mean())}
             for b in range(max(len(edges) - 1, 1)) if (k == b).any()]
     return pd.DataFrame(rows)
@@ -286,37 +290,39 @@ def evaluate(run,  # A run directory, a run name as `mlpipe runs` prints it, or 
              root: str | Path = "checkpoint",  # Where run names are looked up
              registry: str | None = None,  # The registry URI, for NAME:vN
              device: str = "cpu",
+             trust: bool = False,  # Let the checkpoint's config name import paths (see `core.untrusted`)
             ) -> Evaluation:
     "Score a run's model on a split, beside a trivial baseline; write `eval/<split>/` in its folder."
     if split not in SPLITS: raise ValueError(f"split: one of {', '.join(SPLITS)}, got {split!r}")
     if not isinstance(top, int) or top < 0: raise ValueError(f"top: a number of items >= 0, got {top!r}")
     folder = _folder(run, root, registry)
-    pred = Predictor.from_dir(folder, device, checkpoint)
+    pred = Predictor.from_dir(folder, device, checkpoint, trust)
     cfg = from_dict(Config, pred.config)
+    with untrusted(pred.checkpoint, trust): tf_val = build_transforms(cfg.tf.val)  # the stored config names them
     if not cfg.manifest.is_file():
         raise FileNotFoundError(f"{cfg.manifest}: the run's processed data is not here; run evaluate in the folder the run "
                                 "was trained from (data.processed_csv is relative to it)")
-    ds = ManifestDataset(cfg.manifest, split, build_transforms(cfg.tf.val))
+    ds = ManifestDataset(cfg.manifest, split, tf_val)
     if len(ds) == 0: raise ValueError(f"{cfg.manifest}: the {split} split has no items (split.rule gives it none)")
     task, classes = pred.labels["task"], pred.classes
     if ds.labels["classes"] != classes:
         raise ValueError(f"{cfg.manifest}: its classes differ from the ones {folder} was trained on: the data was processed again")
     train_ds = ManifestDataset(cfg.manifest, "train")
     counts = train_ds.class_counts()
-    loss_fn = build_loss(cfg.loss, counts)
+    with untrusted(pred.checkpoint, trust):
+        loss_fn, make_metrics = build_loss(cfg.loss, counts), lambda: build_metrics(cfg.metrics)
+        metrics, base_metrics = make_metrics(), make_metrics()
     if scale := pred.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
-    got = split_outputs(pred.model, make_loader(ds, asdict(cfg.loader.val), seed=cfg.seed), loss_fn,
-                        build_metrics(cfg.metrics), pred.device)
+    got = split_outputs(pred.model, make_loader(ds, asdict(cfg.loader.val), seed=cfg.seed), loss_fn, metrics, pred.device)
     out, y = got["outputs"], got["targets"]
     if len(out) != len(ds): raise RuntimeError(f"evaluated {len(out)} outputs for {len(ds)} items")
     # the baseline through the same loss and metrics
     train_y = (torch.tensor(train_ds.item_classes()) if task == "classification"
                else torch.stack([train_ds.target(i) for i in range(len(train_ds))]).float())
     base, base_what = baseline_outputs(task, len(out), train_y, out)
-    metrics = build_metrics(cfg.metrics)
-    for m in metrics: m.update(base, y)
+    for m in base_metrics: m.update(base, y)
     scores = {"model": {"loss": got["loss"], **got["metrics"]},
-              "baseline": {"loss": float(loss_fn(base, y)), **{m.name: float(m.compute()) for m in metrics}}}
+              "baseline": {"loss": float(loss_fn(base, y)), **{m.name: float(m.compute()) for m in base_metrics}}}
     items = item_table(ds, cfg.data.raw_dir, pred.info.get("modality") or "")
     losses = item_losses(task, out, y).numpy()
     extra, files = {"baseline": base_what}, {}

@@ -18,6 +18,7 @@ import torch
 from .augmentation import (EXTENSIONS, MODALITY_BY_EXT, RawItem, apply_pipeline, build_recipe, encode_output,
                                  load_raw, read_source, read_table, scan_table)
 from .dataset import ManifestDataset, build_transforms, collate, load_input, read_labels
+from .core import untrusted
 from .model import build_model
 from .trainer import load_checkpoint, pick_device
 
@@ -150,7 +151,8 @@ class Predictor:
     @classmethod
     def from_dir(cls, folder,  # A run directory (best.pt) or a registry version (model.pt)
                  device="cpu",
-                 checkpoint: str = "best"):  # A run directory's `best` or `last` checkpoint (a registry version has one)
+                 checkpoint: str = "best",  # A run directory's `best` or `last` checkpoint (a registry version has one)
+                 trust: bool = False):  # Let the checkpoint's config name import paths (see `core.untrusted`)
         "Load the model of a run directory or a registry version folder; `checkpoint_epoch` says which epoch it is."
         folder = Path(folder)
         if not folder.is_dir(): raise FileNotFoundError(f"model folder not found: {folder}")
@@ -160,7 +162,16 @@ class Predictor:
         names = ("last.pt",) if checkpoint == "last" else ("model.pt", "best.pt")
         weights = next((folder/n for n in names if (folder/n).is_file()), None)
         if weights is None: raise FileNotFoundError(f"{folder}: no best.pt (has the run finished an epoch?) nor model.pt")
+        if weights.name == "model.pt" and not (folder/"SHA256SUMS").is_file() and not trust:
+            raise FileNotFoundError(f"{folder}: no SHA256SUMS, which a registered model's files are checked against before "
+                                    "they are loaded; pass --trust to load it anyway")
         check_sums(folder)
+        # the config inside the checkpoint is a file the user did not write: only built-in names, unless trusted
+        with untrusted(weights, trust): return cls._from_checkpoint(folder, weights, device)
+
+    @classmethod
+    def _from_checkpoint(cls, folder: Path, weights: Path, device) -> "Predictor":
+        "`from_dir` once the files are checked: the model, its data files and its processing, from the checkpoint's config."
         ckpt = load_checkpoint(weights)
         config = ckpt.get("config") or {}
         if not config: raise ValueError(f"{weights}: the checkpoint has no config; it was not written by mlpipe")
@@ -185,10 +196,10 @@ class Predictor:
         return pred
 
     @classmethod
-    def from_run(cls, run_dir, device="cpu"):
+    def from_run(cls, run_dir, device="cpu", trust: bool = False):
         "Load the best checkpoint of a run directory."
         if not (Path(run_dir)/"config.snapshot.yaml").is_file(): raise FileNotFoundError(f"{run_dir}: not a run directory (no config.snapshot.yaml)")
-        return cls.from_dir(run_dir, device)
+        return cls.from_dir(run_dir, device, trust=trust)
 
     @property
     def classes(self) -> list[str]: return self.labels["classes"]

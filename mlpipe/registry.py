@@ -45,10 +45,11 @@ def _best_value(ckpt: dict):
 
 def stage_model(run_dir,  # A run directory with a best.pt
                 dest,  # An empty folder that receives the files
+                trust: bool = False,  # Let the checkpoint's config name import paths (see `core.untrusted`)
                ) -> dict:
     "Write the files of a registered version of `run_dir` into `dest`; returns its model.json."
     run_dir, dest = Path(run_dir), Path(dest)
-    pred = Predictor.from_run(run_dir)  # refuses a run that cannot predict, before anything is written
+    pred = Predictor.from_run(run_dir, trust=trust)  # refuses a run that cannot predict, before anything is written
     ckpt = load_checkpoint(run_dir/"best.pt")
     torch.save({k: ckpt.get(k) for k in ("model", "config", "epoch", "best_score")}, dest/"model.pt")
     shutil.copyfile(run_dir/"config.snapshot.yaml", dest/"config.yaml")
@@ -82,14 +83,14 @@ class FolderRegistry:
         d = self.root/check_name(name)
         return sorted(int(p.name[1:]) for p in d.iterdir() if re.fullmatch(r"v\d+", p.name) and p.is_dir()) if d.is_dir() else []
 
-    def register(self, run_dir, name: str) -> dict:
+    def register(self, run_dir, name: str, trust: bool = False) -> dict:
         "Copy a run's best model in as the next version of `name`; returns {name, version, path}."
         folder = self.root/check_name(name)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder/f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            stage_model(run_dir, tmp)
+            stage_model(run_dir, tmp, trust)
             for _ in range(1000):
                 version = (self.versions(name) or [0])[-1] + 1
                 try: os.rename(tmp, folder/f"v{version}"); break
@@ -137,12 +138,12 @@ class MlflowRegistry:
 
     def __repr__(self): return f"MlflowRegistry({self.uri!r})"
 
-    def register(self, run_dir, name: str) -> dict:
+    def register(self, run_dir, name: str, trust: bool = False) -> dict:
         "Log a run's best model as an MLflow model and register it as the next version of `name`."
         check_name(name)
         with tempfile.TemporaryDirectory() as tmp, mlflow_uri(self.uri) as mlflow:
             staged = Path(tmp)/"model"; staged.mkdir()
-            meta = stage_model(run_dir, staged)
+            meta = stage_model(run_dir, staged, trust)
             exp = mlflow.get_experiment_by_name(self.experiment)
             exp_id = exp.experiment_id if exp else mlflow.create_experiment(self.experiment)
             with mlflow.start_run(experiment_id=exp_id, run_name=f"register {name}",
@@ -199,6 +200,7 @@ def model_folder(model: str,  # A run directory, a version folder, or NAME:lates
 
 def load_predictor(model: str,  # A run directory, a version folder, or NAME:latest / NAME:v2
                    registry: str | None = None,  # The registry URI (see `open_registry`)
-                   device="cpu"):
+                   device="cpu",
+                   trust: bool = False):  # Let its config name import paths (see `core.untrusted`)
     "The `Predictor` of a run directory, a registry folder or a registered NAME:VERSION."
-    return Predictor.from_dir(model_folder(model, registry), device)
+    return Predictor.from_dir(model_folder(model, registry), device, trust=trust)

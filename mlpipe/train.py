@@ -28,6 +28,7 @@ from .distributed import (ShardSampler, barrier, cleanup, dist_env, init_distrib
 from .metrics import StandardizedLoss, build_loss, build_metrics, build_optimizer
 from .model import build_model
 from .transfer import FreezeBackbone, init_model, report_lines
+from .core import hold_lock
 from .runs import plot_metrics, read_status, write_json_atomic
 from .trainer import CancelFitException, Trainer, pick_device
 
@@ -138,32 +139,43 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
     init = init_model(model, cfg.model.init, cfg.model.init_strict, cfg.registry.uri) if cfg.model.init and not resume else None
     optim = build_optimizer(model, cfg.optim)
     loss_fn, metrics = build_loss(cfg.loss, counts), build_metrics(cfg.metrics)
+    columns = [f"{split}_{name}" for split in ("val", "train") for name in ["loss", *(m.name for m in metrics)]]
+    if cfg.monitor.key not in columns:  # found now, not after a whole epoch in a run directory
+        raise ValueError(f"monitor.key: {cfg.monitor.key!r} is not a column this run writes to metrics.csv; it writes {', '.join(columns)}")
+    if cfg.train.amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"train.amp: fp16 needs a CUDA device, and this run is on {device.type}: use bf16 or null")
+    # every callback's settings (scheduler, early stopping, webhook…) checked before a run directory exists
+    build_callbacks(cfg, Path(cfg.checkpoint.root)/"log_(not yet made)", writer=is_main())
     if scale := train_ds.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
     joined = init_distributed(device)  # only now: a user error above stops each process before it waits for the others
-    run_dir = Path(resume) if resume else on_main(make_run_dir, cfg.checkpoint.root, cfg.run_name)  # rank 0 names it
-    resume_from = None
-    if resume:  # before anything in the run directory is rewritten
-        on_main(check_not_running, run_dir)
-        # last.pt, or the newest good backup when it is damaged (said on stderr); under DDP rank 0 reads and decides
-        resume_from = on_main(lambda d: resume_checkpoint(d)[0], run_dir) if ddp else resume_checkpoint(run_dir)[1]
-    if is_main():
-        write_records(run_dir, cfg, device)
-        if init:
-            write_json_atomic(run_dir/"init.json", init)
-            print("\n".join(report_lines(init)), file=sys.stderr, flush=True)
-    trainer = Trainer(model, optim, loss_fn, metrics, build_callbacks(cfg, run_dir, writer=is_main()), device=device,
-                      grad_clip=cfg.train.grad_clip, accum_steps=cfg.train.accum_steps, amp=cfg.train.amp,
-                      compile=cfg.train.compile, ddp=ddp)
-    with run_status(run_dir) if is_main() else nullcontext({}) as status:
-        trainer.fit(train_dl, val_dl, cfg.train.epochs, resume=resume_from)
-        if trainer.stop_reason: status.update(end="stopped", message=trainer.stop_reason)
-    if is_main(): plot_metrics(run_dir)
-    if joined: barrier(); cleanup()  # every process returns once rank 0 has written everything
-    stop = next(cb for cb in trainer.callbacks if isinstance(cb, StopOnSignal))
-    if stop.stopped and trainer.stop_reason:  # a signal: exit as a stopped run, saying how to go on
-        raise Interrupted(f"{trainer.stop_reason}; {run_dir/'last.pt'} holds the run so far\n"
-                          f"resume with: mlpipe train --resume {run_dir}", 128 + stop.signum)
-    return run_dir
+    with contextlib.ExitStack() as locks:
+        # the processed data stays as it is while the run reads it (no augment meanwhile); one process per run directory
+        if is_main(): locks.enter_context(hold_lock(cfg.manifest.parent/".lock", f"the processed folder {cfg.manifest.parent}", shared=True))
+        run_dir = Path(resume) if resume else on_main(make_run_dir, cfg.checkpoint.root, cfg.run_name)  # rank 0 names it
+        if is_main(): locks.enter_context(hold_lock(run_dir/".lock", f"the run {run_dir}"))
+        resume_from = None
+        if resume:  # before anything in the run directory is rewritten
+            on_main(check_not_running, run_dir)
+            # last.pt, or the newest good backup when it is damaged (said on stderr); under DDP rank 0 reads and decides
+            resume_from = on_main(lambda d: resume_checkpoint(d)[0], run_dir) if ddp else resume_checkpoint(run_dir)[1]
+        if is_main():
+            write_records(run_dir, cfg, device)
+            if init:
+                write_json_atomic(run_dir/"init.json", init)
+                print("\n".join(report_lines(init)), file=sys.stderr, flush=True)
+        trainer = Trainer(model, optim, loss_fn, metrics, build_callbacks(cfg, run_dir, writer=is_main()), device=device,
+                          grad_clip=cfg.train.grad_clip, accum_steps=cfg.train.accum_steps, amp=cfg.train.amp,
+                          compile=cfg.train.compile, ddp=ddp)
+        with run_status(run_dir) if is_main() else nullcontext({}) as status:
+            trainer.fit(train_dl, val_dl, cfg.train.epochs, resume=resume_from)
+            if trainer.stop_reason: status.update(end="stopped", message=trainer.stop_reason)
+        if is_main(): plot_metrics(run_dir)
+        if joined: barrier(); cleanup()  # every process returns once rank 0 has written everything
+        stop = next(cb for cb in trainer.callbacks if isinstance(cb, StopOnSignal))
+        if stop.stopped and trainer.stop_reason:  # a signal: exit as a stopped run, saying how to go on
+            raise Interrupted(f"{trainer.stop_reason}; {run_dir/'last.pt'} holds the run so far\n"
+                              f"resume with: mlpipe train --resume {run_dir}", 128 + stop.signum)
+        return run_dir
 
 # %% ../nbs/04_train.ipynb #e2f13230
 class Interrupted(KeyboardInterrupt):

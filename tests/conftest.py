@@ -22,9 +22,9 @@ def digits_raw(tmp_path_factory):
     "40 real digits per class (400 PNGs)."
     return write_digit_pngs(tmp_path_factory.mktemp("raw")/"digits", 40)
 
-def run_mlpipe(*args, cwd, timeout=300):
-    "Run the `mlpipe` command as a user would, in a subprocess."
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+def run_mlpipe(*args, cwd, timeout=300, env=None):
+    "Run the `mlpipe` command as a user would, in a subprocess (`env`: variables to add)."
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     env.pop("MLPIPE_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "mlpipe", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 

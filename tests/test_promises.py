@@ -1,0 +1,154 @@
+"""The README's promises under attack, each as a user (or an attacker) would break it, with real subprocesses:
+a user error is one `error:` line naming the key, exit 2, and no run directory; a run name cannot leave its folder."""
+import pytest
+from conftest import TINY, new_project, run_mlpipe
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, digits_raw):
+    d = new_project(tmp_path_factory.mktemp("promises"), digits_raw)
+    r = run_mlpipe("augment", "config.yaml", *TINY, cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+def everything(work) -> set: return {p.relative_to(work) for p in work.rglob("*")}
+
+
+@pytest.mark.parametrize("override, says", [
+    ("scheduler={name: cosinee}", "scheduler: unknown kind 'cosinee'"),
+    ("notify.webhook=ftp://example.org/hook", "notify.webhook: expected an http:// or https:// URL"),
+    ("train.amp=fp16", "train.amp: fp16 needs a CUDA device"),  # device: auto, on a machine without one
+    ("train.accum_steps=0", "train.accum_steps: expected an integer >= 1, got 0"),
+    ("train.epochs=0", "train.epochs: expected an integer >= 1, got 0"),
+    ("train.epochs=-3", "train.epochs: expected an integer >= 1, got -3"),
+    ("loader.train.batch_size=0", "loader.train.batch_size: expected an integer >= 1, got 0"),
+    ("monitor.key=val_nope", "monitor.key: 'val_nope' is not a column this run writes to metrics.csv"),
+    ("train.grad_clip=-1", "train.grad_clip: expected a norm > 0"),
+    ("early_stop.patience=-1", "early_stop.patience: expected epochs >= 0"),
+    ("optim.lr=-0.1", "optim.lr: expected a learning rate > 0"),
+    ("run_name=../../escaped", "run_name: expected a plain name"),
+    ("run_name=log_ref/inside", "run_name: expected a plain name"),
+], ids=lambda v: v.split("=")[0] if "=" in v else None)
+def test_a_user_error_is_one_line_exit_2_and_writes_nothing(work, override, says):
+    import torch
+    if "fp16" in override and torch.cuda.is_available(): pytest.skip("this machine has CUDA: fp16 is allowed")
+    before = everything(work)
+    r = run_mlpipe("train", "config.yaml", *TINY, override, cwd=work)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), r.stderr
+    assert everything(work) == before  # no checkpoint/log_*, nothing anywhere else
+
+
+def test_links_leading_out_of_raw_dir_are_skipped_and_listed(tmp_path):
+    "A text tree with a file and a whole label folder linked from outside: neither reaches the items or vocab.json."
+    import csv, json
+    outside = tmp_path/"outside"; outside.mkdir()
+    (outside/"secret.txt").write_text("swordfish hunter2 swordfish")
+    raw = tmp_path/"data/raw/texts"
+    for label, words in (("cats", "purr meow whiskers"), ("dogs", "bark woof fetch")):
+        (raw/label).mkdir(parents=True)
+        for i in range(12): (raw/label/f"{i}.txt").write_text(f"{words} {i}")
+    (raw/"cats/leak.txt").symlink_to(outside/"secret.txt")
+    (raw/"secrets").symlink_to(outside, target_is_directory=True)
+    (raw/"dogs/alias.txt").symlink_to(raw/"dogs/0.txt")  # a link inside raw_dir is fine
+    args = ["augment", f"data.raw_dir={raw}", "augment.workers=1", "augment.copies=0", "augment.recipe={text: [{name: tokenize}]}"]
+    r = run_mlpipe(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path/"data/processed/v1"
+    errors = {row["source_id"]: row["reason"] for row in csv.DictReader(open(out/"errors.csv"))}
+    assert set(errors) == {"cats/leak.txt", "secrets/secret.txt"}, errors
+    assert all("a link leading out of raw_dir" in e and str(outside.resolve()) in e for e in errors.values())
+    vocab = (out/"vocab.json").read_text()
+    assert "swordfish" not in vocab and "purr" in vocab
+    manifest = (out/"manifest.csv").read_text()
+    assert "leak" not in manifest and "secret" not in manifest and "dogs/alias.txt" in manifest
+    r = run_mlpipe(*args, "data.scanner_args={follow_links: true}", "augment.version=v2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "swordfish" in (tmp_path/"data/processed/v2/vocab.json").read_text()  # asked for: taken
+
+
+# ---- locks: a processed folder has one writer, a run one process ----------------------------------------------
+
+def held(lock) -> bool:
+    "Does another process hold an OS lock on the file `lock`?"
+    import fcntl, os
+    try: fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError: return False
+    try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); return False
+    except BlockingIOError: return True
+    finally: os.close(fd)
+
+def stopped_while_holding(p, lock, ready=lambda: True):
+    "SIGSTOP `p` at a moment it holds `lock` and `ready()` is true (it stays stopped, lock held, until SIGCONT)."
+    import os, signal, time
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert p.poll() is None, f"ended ({p.returncode}) before it held {lock}: {p.stderr.read()}"
+        if held(lock) and ready():
+            os.kill(p.pid, signal.SIGSTOP)
+            if held(lock): return
+            os.kill(p.pid, signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError(f"{lock} was never held")
+
+def start(work, *args):
+    import os, subprocess, sys
+    return subprocess.Popen([sys.executable, "-m", "mlpipe", *map(str, args)], cwd=work, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "MPLBACKEND": "Agg"})
+
+def test_a_processed_folder_has_one_writer_and_no_writer_while_a_run_reads_it(work):
+    import os, signal
+    import pandas as pd
+    lock = work/"data/processed/v1/.lock"
+    a = start(work, "augment", "config.yaml", *TINY, "augment.copies=2")
+    stopped_while_holding(a, lock)
+    try:
+        before = everything(work)
+        b = run_mlpipe("augment", "config.yaml", *TINY, cwd=work)
+        assert b.returncode == 2 and b.stderr.startswith(f"error: the processed folder data/processed/v1 is in use by process {a.pid} on "), b.stderr
+        assert "(mlpipe augment config.yaml" in b.stderr or "(__main__.py augment config.yaml" in b.stderr, b.stderr
+        t = run_mlpipe("train", "config.yaml", *TINY, cwd=work)
+        assert t.returncode == 2 and "data/processed/v1 is in use by process" in t.stderr, t.stderr
+        assert everything(work) == before  # neither wrote anything: no run directory either
+    finally: os.kill(a.pid, signal.SIGCONT)
+    assert a.wait(120) == 0, a.stderr.read()
+    m = pd.read_csv(work/"data/processed/v1/manifest.csv")
+    assert all((work/"data/processed/v1"/p.partition("#")[0]).is_file() for p in m.path)  # nothing deleted under it
+
+
+def test_a_run_has_one_process(work):
+    import os, signal
+    import pandas as pd
+    run_dir = work/"checkpoint/log_locked"
+    t = start(work, "train", "config.yaml", *TINY, "train.epochs=4", "run_name=locked")
+    stopped_while_holding(t, run_dir/".lock", ready=lambda: (run_dir/"metrics.csv").exists())  # training, a record written
+    try:
+        r = run_mlpipe("train", "--resume", run_dir, cwd=work)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: the run {run_dir} is in use by process {t.pid} on "), r.stderr
+        aug = run_mlpipe("augment", "config.yaml", *TINY, cwd=work)  # the run reads data/processed/v1
+        assert aug.returncode == 2 and "data/processed/v1 is in use by process" in aug.stderr, aug.stderr
+    finally: os.kill(t.pid, signal.SIGCONT)
+    assert t.wait(120) == 0, t.stderr.read()
+    assert list(pd.read_csv(run_dir/"metrics.csv").epoch) == [1, 2, 3, 4]
+
+
+def test_a_full_disk_in_augment_stops_it_and_keeps_the_previous_manifest(work):
+    "Writes past a file size limit fail as on a full disk (EFBIG like ENOSPC): one error line, exit 1, nothing lost."
+    import hashlib, os, resource, signal
+    import pandas as pd
+    out = work/"data/processed/v1"
+    digest = lambda: hashlib.sha256((out/"manifest.csv").read_bytes()).hexdigest()
+    before = digest()
+    a = start(work, "augment", "config.yaml", *TINY, "augment.copies=3")  # new copies to write
+    stopped_while_holding(a, out/".lock")
+    resource.prlimit(a.pid, resource.RLIMIT_FSIZE, (40, resource.RLIM_INFINITY))  # no processed item fits now
+    os.kill(a.pid, signal.SIGCONT)
+    code, err = a.wait(120), a.stderr.read()
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: [Errno 27] File too large: could not write "), err
+    assert lines[0].endswith("augment stopped, and data/processed/v1/manifest.csv and the files it lists are as they were"), err
+    assert digest() == before
+    m = pd.read_csv(out/"manifest.csv")
+    assert all((out/p.partition("#")[0]).is_file() for p in m.path)
+    assert "File too large" not in (out/"errors.csv").read_text()  # not an item's fault
