@@ -201,6 +201,11 @@ def scan_raw_data(
     "All raw items under `raw_dir`, sorted by `source_id`."
     if not Path(raw_dir).exists(): raise FileNotFoundError(f"raw_dir not found: {raw_dir}")
     fn = resolve_callable(scanner, SCANNERS, "scanner")
+    try: inspect.signature(fn).bind(raw_dir, **(scanner_args or {}))  # a wrong key is the user's, not a TypeError inside
+    except TypeError as e:
+        takes = [p for p in inspect.signature(fn).parameters if p != "raw_dir"]
+        raise ValueError(f"data.scanner_args: {e} (scanner {scanner!r} takes {', '.join(takes) or 'no arguments'})") from None
+    except ValueError: pass  # a callable without a signature (a builtin): call it and see
     items = sorted((_as_raw_item(it, scanner) for it in fn(raw_dir, **(scanner_args or {}))), key=lambda it: it.source_id)
     dups = [a.source_id for a, b in zip(items, items[1:]) if a.source_id == b.source_id]
     if dups: raise ValueError(f"scanner {scanner!r}: duplicate source_id {dups[0]!r} ({len(dups)} duplicates)")
@@ -1149,6 +1154,9 @@ def augment(
     task = infer_task([it.target for it in found if not it.error], task, folder=scanner == "folder")
     items, errors = _with_targets(found, task)
     pairs = [(it, _split_of(it.source_id, rule, seed)) for it in items]
+    if task == "classification" and len(classes := {str(it.target) for it in items}) == 1:  # it would "learn" accuracy 1.0
+        raise ValueError(f"every item under {raw_dir} has the class {classes.pop()!r}: classification needs two or more "
+                         "(a class-folder tree is raw_dir/<label>/<file>, a folder per class; a table: check data.scanner_args.target_col)")
     index = load_hash_index(out)
     facts = scan_facts(items, index)
     effective, said = plan_recipe(pairs, facts, prep or {}, recipe)  # refuses what cannot be handled, before any write

@@ -83,14 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/06_cli.ipynb #0a031381
-def _load(args):
-    from mlpipe.config import load_config
+def _overrides(args) -> list[str]:
+    "The key=value arguments (a first one in the CONFIG position included)."
     config, overrides = args.config, list(args.overrides)
-    if config and "=" in config and not Path(config).exists(): config, overrides = None, [config] + overrides
-    if getattr(args, "resume", None):
-        run_dir = Path(args.resume)
-        if not (run_dir/"config.snapshot.yaml").is_file(): raise FileNotFoundError(f"{run_dir}: not a run directory (no config.snapshot.yaml)")
-        config = run_dir/"config.snapshot.yaml"
+    return [config] + overrides if config and "=" in config and not Path(config).exists() else overrides
+
+def _load(args):
+    from mlpipe.config import load_config, load_resume_config
+    overrides = _overrides(args)
+    config = None if overrides[:1] == [args.config] else args.config
+    if getattr(args, "resume", None): return load_resume_config(args.resume, overrides)  # the run's own config, going on
     return load_config(config or ("config.yaml" if Path("config.yaml").exists() else None), overrides)
 
 def _under_torchrun() -> bool: return "WORLD_SIZE" in os.environ  # torchrun sets it in every process it starts
@@ -114,7 +116,7 @@ def cmd_train(args):
     cfg = _load(args)
     if (code := _launch_train(args)) is not None: return code
     from mlpipe.train import train
-    run_dir = train(cfg, resume=args.resume)
+    run_dir = train(cfg, resume=args.resume, overrides=_overrides(args) if args.resume else ())
     if _rank() == 0: print(run_dir)  # one line from a distributed job, not one per process
 
 def cmd_run(args):
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C twice, or train's `Interrupted`: a signal stop, with a checkpoint
         print(str(e) or "interrupted", file=sys.stderr)
         return getattr(e, "exit_code", 130)
-    except OSError as e:  # the machine, not the config: a full disk, no permission; one line too, status 1
+    except (OSError, ImportError) as e:  # the machine, not the config: a full disk, no permission, a missing package; one line, status 1
         if os.environ.get("MLPIPE_DEBUG"): raise
         print(f"error: {e}", file=sys.stderr)
         return 1

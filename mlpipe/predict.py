@@ -223,7 +223,8 @@ class Predictor:
         with tempfile.TemporaryDirectory() as tmp:
             for k, item in enumerate(items):
                 try: xs.append(self.prepare(item, Path(tmp))); ok.append(k)
-                except (ValueError, OSError) as e: errors[k] = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                # any failure is this input's (a decompression bomb, a codec's own error): the others are still predicted
+                except Exception as e: errors[k] = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         df = predictions_table([items[k].source_id for k in ok], model_outputs(self.model, xs, self.device, batch_size), self.labels)
         df = df.set_axis(ok).assign(error="")
         failed = pd.DataFrame({"id": [items[k].source_id for k in errors], "error": list(errors.values())}, index=list(errors))

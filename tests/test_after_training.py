@@ -61,7 +61,7 @@ def test_predict_errors_are_one_line(trained):
 
 def test_runs_and_compare(trained, tmp_path):
     ls = ok(run_mlpipe("runs", cwd=trained)).stdout.splitlines()
-    assert ls[0].split()[-2:] == ["best", "status"] and all(l.split()[-1] == "finished" for l in ls[1:])
+    assert ls[0].split()[-3:] == ["best", "test", "status"] and all(l.split()[-1] == "finished" for l in ls[1:])
     out = tmp_path/"compare.png"
     r = ok(run_mlpipe("compare", "a", "b", "--out", out, cwd=trained))
     lines = r.stdout.splitlines()
@@ -149,7 +149,7 @@ class Boom(nn.Module):
 @pytest.mark.slow  # MLflow creates its SQLite tables: ~15 s on an idle machine
 def test_loggers_and_notifications(trained, webhook):
     pytest.importorskip("mlflow"); pytest.importorskip("tensorboard")
-    monitor = [*TINY, "log.tensorboard=true", "log.mlflow=sqlite:///track.db", f"notify.webhook={webhook}",
+    monitor = [*TINY, "scheduler=null", "log.tensorboard=true", "log.mlflow=sqlite:///track.db", f"notify.webhook={webhook}",
                'notify.command=echo "$MLPIPE_RUN $MLPIPE_STATUS $MLPIPE_EPOCHS" >> notes.txt']
     ok(run_mlpipe("train", "config.yaml", *monitor, "run_name=mon", cwd=trained))
     (trained/"boom_loss.py").write_text(BOOM)

@@ -9,7 +9,7 @@ from conftest import REPO, TINY, run_mlpipe, new_project
 
 # Validation in batches of 8 over 43 samples: the two processes see 22 and 21 (3 batches each), so a padded
 # sampler would count one sample twice.
-DDP = [*TINY, "loader.val={batch_size: 8}"]
+DDP = [*TINY, "loader.val={batch_size: 8}", "scheduler=null"]  # resumed with more epochs below: no schedule over the run's length
 
 def torchrun(*args, cwd, nproc=2, timeout=240, env=None):
     "`torchrun --standalone --nproc_per_node=N -m mlpipe ARGS`, as a user would type it (standalone: a free port)."

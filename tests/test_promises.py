@@ -152,3 +152,87 @@ def test_a_full_disk_in_augment_stops_it_and_keeps_the_previous_manifest(work):
     m = pd.read_csv(out/"manifest.csv")
     assert all((out/p.partition("#")[0]).is_file() for p in m.path)
     assert "File too large" not in (out/"errors.csv").read_text()  # not an item's fault
+
+
+# ---- one line where a traceback was ---------------------------------------------------------------------------
+
+def test_errors_that_were_tracebacks_are_one_line(work, tmp_path):
+    r = run_mlpipe("augment", "config.yaml", *TINY, "data.scanner_args={target_col: y}", cwd=work)
+    assert r.returncode == 2 and r.stderr.strip() == ("error: data.scanner_args: got an unexpected keyword argument 'target_col' "
+                                                      "(scanner 'folder' takes follow_links)"), r.stderr
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    (tmp_path/"bomb.yaml").write_text(laughs)
+    r = run_mlpipe("config", tmp_path/"bomb.yaml", cwd=work, timeout=60)  # answered at once, not after minutes
+    assert r.returncode == 2 and "aliases (*name) expand to 1,234,567,900 values, over the 100,000" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    (tmp_path/"one/only").mkdir(parents=True)
+    for i in range(5): (tmp_path/"one/only"/f"{i}.txt").write_text(f"word {i}")
+    r = run_mlpipe("augment", f"data.raw_dir={tmp_path/'one'}", f"data.processed_csv={tmp_path/'out/manifest.csv'}", cwd=tmp_path)
+    assert r.returncode == 2 and "has the class 'only': classification needs two or more" in r.stderr, r.stderr
+    assert not (tmp_path/"out").exists()
+    # a missing package (scikit-learn made unimportable) is one line, exit 1
+    (tmp_path/"fake/sklearn").mkdir(parents=True)
+    (tmp_path/"fake/sklearn/__init__.py").write_text("raise ImportError(\"No module named 'sklearn'\")\n")
+    r = run_mlpipe("demo", "digits", "--dest", tmp_path/"digits", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path/"fake")})
+    assert r.returncode == 1 and r.stderr.startswith("error: write_digits needs scikit-learn") and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_one_bad_input_does_not_stop_predict(work, tmp_path):
+    "A decompression bomb (a 20000x20000 PNG of a few KB) among the inputs gets its error row; the rest is predicted."
+    import csv, io
+    from PIL import Image
+    r = run_mlpipe("train", "config.yaml", *TINY, "run_name=pred", cwd=work)
+    assert r.returncode == 0, r.stderr
+    Image.new("1", (20000, 20000)).save(tmp_path/"bomb.png")
+    good = next((work/"data/raw/digits/7").glob("*.png"))
+    r = run_mlpipe("predict", "checkpoint/log_pred", tmp_path/"bomb.png", good, cwd=work)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 2, rows
+    assert "DecompressionBombError" in rows[0]["error"] and rows[1]["error"] == "" and rows[1]["label"], rows
+    assert "1 of 2 inputs could not be predicted" in r.stderr
+
+
+# ---- resume: honest records --------------------------------------------------------------------------------------
+
+def records(run_dir) -> dict:
+    import hashlib
+    return {n: hashlib.sha256((run_dir/n).read_bytes()).hexdigest()
+            for n in ("config.snapshot.yaml", "env.json", "status.json", "metrics.csv", "last.pt")}
+
+def test_a_refused_or_idle_resume_changes_nothing(work):
+    r = run_mlpipe("train", "config.yaml", *TINY, "run_name=done", cwd=work)  # config.yaml's cosine schedule, 2 epochs
+    assert r.returncode == 0, r.stderr
+    run_dir = work/"checkpoint/log_done"
+    before = records(run_dir)
+    for extra, says in [(["scheduler=null"], "error: --resume: scheduler cannot change in a run that has begun"),
+                        (["train.epochs=3"], "error: train.epochs: this run's cosine schedule was planned over its 2 epochs"),
+                        (["optim.lr=0.1"], "error: optim.lr: this run's learning rate follows its cosine scheduler")]:
+        r = run_mlpipe("train", "--resume", run_dir, *extra, cwd=work)
+        assert r.returncode == 2 and r.stderr.startswith(says) and len(r.stderr.splitlines()) == 1, r.stderr
+    r = run_mlpipe("train", "--resume", run_dir, cwd=work)  # still resumable, and finished
+    assert r.returncode == 0 and r.stderr.strip() == f"{run_dir}: already finished (2/2 epochs); nothing to do", r.stderr
+    assert records(run_dir) == before and not (run_dir/"resumes.jsonl").exists()
+
+
+def test_a_resume_applies_its_overrides_and_appends_its_history(work):
+    import json, yaml
+    import pandas as pd
+    import torch
+    r = run_mlpipe("train", "config.yaml", *TINY, "run_name=lr", "scheduler=null", "optim.lr=0.001", cwd=work)
+    assert r.returncode == 0, r.stderr
+    run_dir = work/"checkpoint/log_lr"
+    snapshot, env = (run_dir/"config.snapshot.yaml").read_text(), (run_dir/"env.json").read_text()
+    started = json.loads((run_dir/"status.json").read_text())["started"]
+    assert run_mlpipe("train", "--resume", run_dir, "optim.lr=0.01", "train.epochs=3", cwd=work).returncode == 0
+    assert run_mlpipe("train", "--resume", run_dir, "train.epochs=4", cwd=work).returncode == 0
+    m = pd.read_csv(run_dir/"metrics.csv")
+    assert list(m.epoch) == [1, 2, 3, 4] and list(m.lr) == [0.001, 0.001, 0.01, 0.01]  # applied, and kept by the next resume
+    assert torch.load(run_dir/"last.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] == 0.01
+    assert (run_dir/"config.snapshot.yaml").read_text() == snapshot and (run_dir/"env.json").read_text() == env
+    assert yaml.safe_load(snapshot)["optim"]["lr"] == 0.001  # how the run was started
+    history = [json.loads(line) for line in (run_dir/"resumes.jsonl").read_text().splitlines()]
+    assert [h["overrides"] for h in history] == [["optim.lr=0.01", "train.epochs=3"], ["train.epochs=4"]]
+    assert [h["from_epoch"] for h in history] == [2, 3] and history[0]["argv"][-2:] == ["optim.lr=0.01", "train.epochs=3"]
+    status = json.loads((run_dir/"status.json").read_text())
+    assert status["started"] == started and status["resumed"] >= started and status["status"] == "finished"
