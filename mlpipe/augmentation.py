@@ -106,6 +106,10 @@ def scan_folder(
             rel = f[len(root) + 1:].replace(os.sep, "/")
             modality = MODALITY_BY_EXT.get(os.path.splitext(f)[1].lower())
             error = None if modality else f"unsupported file type {os.path.splitext(f)[1] or '(no extension)'!r}"
+            try: rel.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are no UTF-8 (an old archive's name): this item, not the whole augment
+                rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                error = f"the file name is not valid UTF-8 ({rel}); rename it to include it"
             real = os.path.realpath(f)
             if not follow_links and os.path.commonpath([real_root, real]) != real_root:
                 error = f"a link leading out of raw_dir (to {real}); skipped (data.scanner_args.follow_links: true takes it)"
@@ -741,7 +745,13 @@ class ItemResult:
 def _error(item: RawItem, reason) -> dict:
     reason = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
     reason = re.sub(r" at 0x[0-9a-fA-F]+", "", reason)  # object addresses would make errors.csv differ between runs
-    return {"source_id": item.source_id, "path": "" if item.path is None else str(item.path), "reason": " ".join(reason.split())}
+    path = "" if item.path is None else str(item.path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return {"source_id": item.source_id, "path": path, "reason": " ".join(reason.split())}  # names that are no UTF-8, escaped
+
+def _usable(path: str) -> bool:
+    "A processed file can be reused: it exists and is not empty (a crash or a full disk can leave one empty)."
+    try: return os.path.getsize(path) > 0
+    except OSError: return False
 
 def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
     "Produce (or find in the cache) every copy of one raw item; never raises."
@@ -754,7 +764,7 @@ def process_item(item: RawItem, split: str, job: ItemJob) -> ItemResult:
                          facts=prof.content_facts(x0, item.modality))
         for copy, rel in job.copy_paths(content_hash, item, split):
             path = os.path.join(job.out_dir, rel)
-            if os.path.exists(path): meta = _cached_meta(path, item.modality); res.cached += 1
+            if _usable(path): meta = _cached_meta(path, item.modality); res.cached += 1
             else:
                 blob, meta = render_copy(x0, item, copy, job)
                 try: res.written += _write(path, blob, fsync=False)  # write_atomic makes items/<xx>/
@@ -787,7 +797,7 @@ def find_cached(item: RawItem, split: str, job: ItemJob, index: dict) -> ItemRes
     source = _indexed_source(item, index)
     if source is None: return None
     paths = job.copy_paths(source[3], item, split)
-    if not all(os.path.exists(os.path.join(job.out_dir, rel)) for _, rel in paths): return None
+    if not all(_usable(os.path.join(job.out_dir, rel)) for _, rel in paths): return None  # made again
     meta = _meta_json(item, _cached_meta(os.path.join(job.out_dir, paths[0][1]), item.modality))  # same for all copies
     rows = [_row(item, k, rel, split, job.version, meta) for k, rel in paths]
     return ItemResult(rows, cached=len(rows), source=source if item.path is not None else None, facts=source[4])

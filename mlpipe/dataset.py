@@ -198,9 +198,23 @@ def read_split(csv_path,  # manifest.csv
         what = "has no rows" if split in SPLITS else f"is unknown (expected one of {list(SPLITS)})"
         raise ValueError(f"{csv_path}: split {split!r} {what}; splits present: {seen}")
     cols = {c: a[:n] for c, a in cols.items()}
+    _check_ids_and_paths(csv_path, split, cols["id"], cols["path"])
     return {"n": n, "strs": {c: cols[c] for c in cols if c not in tables and c != "target"},
             "cats": {c: (cols[c], list(tables[c])) for c in tables},
             "y": cols["target"] if task == "regression" else None}
+
+def _check_ids_and_paths(csv_path, split, ids: np.ndarray, paths: np.ndarray):
+    "Refuse a manifest whose ids repeat, or whose paths lead out of its folder (absolute, or through `..`)."
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        rep = uniq[counts > 1]
+        raise ValueError(f"{csv_path}: row id {rep[0].decode()!r} appears {counts[counts > 1][0]} times in split {split!r} "
+                         f"({len(rep)} id(s) repeated): every row needs its own id")
+    out = np.char.startswith(paths, b"/") | np.char.startswith(paths, b"../") | (np.char.find(paths, b"/../") >= 0)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise ValueError(f"{csv_path}: row id {ids[i].decode()!r}: path {paths[i].decode()!r} leads out of the manifest's "
+                         "folder; paths are relative to it and stay inside it")
 
 def _bad_target(csv_path, rows, codes, classes):
     "Name the first row of a chunk whose target is not a class."

@@ -236,3 +236,44 @@ def test_a_resume_applies_its_overrides_and_appends_its_history(work):
     assert [h["from_epoch"] for h in history] == [2, 3] and history[0]["argv"][-2:] == ["optim.lr=0.01", "train.epochs=3"]
     status = json.loads((run_dir/"status.json").read_text())
     assert status["started"] == started and status["resumed"] >= started and status["status"] == "finished"
+
+
+# ---- what was mishandled in silence --------------------------------------------------------------------------
+
+def test_a_manifest_with_repeated_ids_or_paths_out_of_its_folder_is_refused(work):
+    import shutil
+    import pandas as pd
+    for name, edit, says in [
+            ("dup", lambda m: pd.concat([m, m[m.split == "val"].head(1)]), "appears 2 times in split 'val'"),
+            ("out", lambda m: m.assign(path=[("../../" + p) if i == 0 else p for i, p in enumerate(m.path)]), "leads out of the manifest's folder")]:
+        bad = work/f"data/processed/bad_{name}"
+        shutil.copytree(work/"data/processed/v1", bad, ignore=shutil.ignore_patterns(".lock"))
+        m = pd.read_csv(bad/"manifest.csv", keep_default_na=False)
+        edit(m).to_csv(bad/"manifest.csv", index=False)
+        before = everything(work)
+        r = run_mlpipe("train", "config.yaml", *TINY, f"augment.version=bad_{name}", cwd=work)
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+        assert everything(work) == before
+
+
+def test_an_empty_cached_item_is_made_again_and_an_undecodable_name_is_one_skipped_item(work, tmp_path):
+    import os
+    import pandas as pd
+    out = work/"data/processed/v1"
+    m = pd.read_csv(out/"manifest.csv")
+    victim = out/m.path[0]
+    size = victim.stat().st_size
+    victim.write_bytes(b"")  # a crash or a full disk left it empty
+    r = run_mlpipe("augment", "config.yaml", *TINY, cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert victim.stat().st_size == size
+    raw = tmp_path/"raw"
+    for label in ("a", "b"):
+        (raw/label).mkdir(parents=True)
+        for i in range(6): (raw/label/f"{i}.txt").write_text(f"{label} words {i}")
+    with open(os.path.join(os.fsencode(raw/"a"), b"caf\xe9.txt"), "wb") as f: f.write(b"latin-1 name")
+    r = run_mlpipe("augment", f"data.raw_dir={raw}", f"data.processed_csv={tmp_path/'out/manifest.csv'}", "augment.workers=1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    errors = pd.read_csv(tmp_path/"out/errors.csv")
+    assert errors.source_id.tolist() == ["a/caf\\xe9.txt"] and "not valid UTF-8" in errors.reason[0], errors
+    assert len(pd.read_csv(tmp_path/"out/manifest.csv")) == 12
