@@ -20,7 +20,7 @@ import torch
 from .loggers import import_mlflow, mlflow_params
 from .predict import Predictor, sha256_file
 from .runs import read_config, write_json_atomic
-from .trainer import load_checkpoint
+from .trainer import load_checkpoint, save_checkpoint
 
 # %% ../nbs/10_registry.ipynb #0e71acb0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -51,7 +51,8 @@ def stage_model(run_dir,  # A run directory with a best.pt
     run_dir, dest = Path(run_dir), Path(dest)
     pred = Predictor.from_run(run_dir, trust=trust)  # refuses a run that cannot predict, before anything is written
     ckpt = load_checkpoint(run_dir/"best.pt")
-    torch.save({k: ckpt.get(k) for k in ("model", "config", "epoch", "best_score")}, dest/"model.pt")
+    # as a checkpoint is saved: with CRCs, and a full disk an OSError naming the file (torch.save's own is a RuntimeError)
+    save_checkpoint({k: ckpt.get(k) for k in ("model", "config", "epoch", "best_score")}, dest/"model.pt")
     shutil.copyfile(run_dir/"config.snapshot.yaml", dest/"config.yaml")
     write_json_atomic(dest/"labels.json", pred.labels)
     write_json_atomic(dest/"info.json", pred.info)

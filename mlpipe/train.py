@@ -10,6 +10,7 @@ __all__ = ['seed_everything', 'make_run_dir', 'append_history', 'write_records',
 
 # %% ../nbs/04_train.ipynb #3e321533
 import contextlib, json, os, platform, random, socket, subprocess, sys, time
+from types import SimpleNamespace
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime
@@ -181,7 +182,10 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
     if cfg.train.amp == "fp16" and device.type != "cuda":
         raise ValueError(f"train.amp: fp16 needs a CUDA device, and this run is on {device.type}: use bf16 or null")
     # every callback's settings (scheduler, early stopping, webhook…) checked before a run directory exists
-    build_callbacks(cfg, Path(cfg.checkpoint.root)/"log_(not yet made)", writer=is_main())
+    for cb in build_callbacks(cfg, Path(cfg.checkpoint.root)/"log_(not yet made)", writer=is_main()):
+        plan = SimpleNamespace(epochs=cfg.train.epochs, train_loader=train_dl, accum_steps=cfg.train.accum_steps)
+        if isinstance(cb, LRScheduler) and cb.warmup >= (units := cb.units(plan)):
+            raise ValueError(f"scheduler.warmup: {cb.warmup} must be shorter than the run ({units} {cb.per}s)")
     if scale := train_ds.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
     joined = init_distributed(device)  # only now: a user error above stops each process before it waits for the others
     with contextlib.ExitStack() as locks:

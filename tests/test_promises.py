@@ -16,6 +16,7 @@ def everything(work) -> set: return {p.relative_to(work) for p in work.rglob("*"
 
 @pytest.mark.parametrize("override, says", [
     ("scheduler={name: cosinee}", "scheduler: unknown kind 'cosinee'"),
+    ("scheduler={name: cosine, warmup: 2}", "scheduler.warmup: 2 must be shorter than the run (2 epochs)"),
     ("notify.webhook=ftp://example.org/hook", "notify.webhook: expected an http:// or https:// URL"),
     ("train.amp=fp16", "train.amp: fp16 needs a CUDA device"),  # device: auto, on a machine without one
     ("train.accum_steps=0", "train.accum_steps: expected an integer >= 1, got 0"),
@@ -277,3 +278,16 @@ def test_an_empty_cached_item_is_made_again_and_an_undecodable_name_is_one_skipp
     errors = pd.read_csv(tmp_path/"out/errors.csv")
     assert errors.source_id.tolist() == ["a/caf\\xe9.txt"] and "not valid UTF-8" in errors.reason[0], errors
     assert len(pd.read_csv(tmp_path/"out/manifest.csv")) == 12
+
+
+def test_register_on_a_full_disk_is_one_line_and_leaves_no_version(work):
+    import os, resource, subprocess, sys
+    r = run_mlpipe("train", "config.yaml", *TINY, "run_name=reg_full", cwd=work)
+    assert r.returncode == 0, r.stderr
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, resource.RLIM_INFINITY))  # model.pt does not fit
+    r = subprocess.run([sys.executable, "-m", "mlpipe", "register", "checkpoint/log_reg_full", "--name", "full"], cwd=work,
+                       capture_output=True, text=True, preexec_fn=limit, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: [Errno 27] File too large"), r.stderr
+    assert "model.pt" in lines[0]
+    assert not [p for p in (work/"registry/full").iterdir()] if (work/"registry/full").exists() else True  # no v1, no temp
