@@ -159,7 +159,11 @@ def _registry_uri(args) -> str | None:
 def cmd_predict(args):
     from mlpipe.registry import load_predictor
     df = load_predictor(args.model, _registry_uri(args), args.device, args.trust).predict(args.inputs, batch_size=args.batch_size)
-    try: df.to_csv(args.out or sys.stdout, index=False, float_format="%.6g")
+    try:
+        if args.out:  # whole or not at all, even on a full disk
+            from mlpipe.core import write_atomic
+            write_atomic(Path(args.out), df.to_csv(index=False, float_format="%.6g").encode())
+        else: df.to_csv(sys.stdout, index=False, float_format="%.6g")
     except BrokenPipeError:  # `mlpipe predict … | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return
     failed = int((df["error"] != "").sum())
