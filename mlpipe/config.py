@@ -376,6 +376,8 @@ def load_resume_config(run_dir, overrides=()) -> Config:
     run_dir = Path(run_dir)
     snap = run_dir/"config.snapshot.yaml"
     if not snap.is_file(): raise FileNotFoundError(f"{run_dir}: not a run directory (no config.snapshot.yaml)")
+    if not snap.read_text().strip():  # never the defaults in its place: they are not how the run was trained
+        raise ConfigError(f"{snap} is empty: the run's config is lost, so it cannot go on; start a new run (model.init={run_dir} for its weights)")
     for o in overrides:
         key = o.partition("=")[0].strip()
         if not any(key == k or key.startswith(k + ".") for k in RESUMABLE):

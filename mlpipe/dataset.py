@@ -59,7 +59,9 @@ def load_array(path):
 
 def load_tensor(path):
     "Read a tensor saved with `torch.save`, refusing arbitrary pickled objects."
-    x = torch.load(path, weights_only=True)
+    try: x = torch.load(path, weights_only=True)
+    except Exception as e:  # a pickled object other than tensors (refused by weights_only), a damaged zip…
+        raise ValueError(f"{path}: not a tensor file that loads safely ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
     if not isinstance(x, torch.Tensor): raise ValueError(f"{path}: expected a tensor, got {type(x).__name__}")
     return x
 

@@ -9,7 +9,7 @@ __all__ = ['seed_everything', 'make_run_dir', 'append_history', 'write_records',
            'build_callbacks', 'plan_resume', 'train', 'Interrupted']
 
 # %% ../nbs/04_train.ipynb #3e321533
-import contextlib, json, os, platform, random, socket, subprocess, sys, time
+import contextlib, json, os, platform, random, shutil, socket, subprocess, sys, time
 from types import SimpleNamespace
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
@@ -206,7 +206,10 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                 return run_dir
         if is_main():
             if resume: append_history(run_dir, overrides, state, device)  # the original records stay as they were
-            else: write_records(run_dir, cfg, device)
+            else:
+                try: write_records(run_dir, cfg, device)
+                except OSError:  # a full disk before the run began: no run directory is left to list
+                    shutil.rmtree(run_dir, ignore_errors=True); raise
             if init:
                 write_json_atomic(run_dir/"init.json", init)
                 print("\n".join(report_lines(init)), file=sys.stderr, flush=True)

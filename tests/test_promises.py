@@ -1,6 +1,7 @@
 """The README's promises under attack, each as a user (or an attacker) would break it, with real subprocesses:
 a user error is one `error:` line naming the key, exit 2, and no run directory; a run name cannot leave its folder."""
 import pytest
+from pathlib import Path
 from conftest import TINY, new_project, run_mlpipe
 
 
@@ -291,3 +292,41 @@ def test_register_on_a_full_disk_is_one_line_and_leaves_no_version(work):
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: [Errno 27] File too large"), r.stderr
     assert "model.pt" in lines[0]
     assert not [p for p in (work/"registry/full").iterdir()] if (work/"registry/full").exists() else True  # no v1, no temp
+
+
+def test_records_are_whole_or_absent(work):
+    "A full disk as a run starts leaves no torn snapshot and no run directory; an emptied snapshot is refused, not replaced by defaults."
+    import os, resource, subprocess, sys
+    before = everything(work)
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (600, resource.RLIM_INFINITY))  # the snapshot does not fit
+    r = subprocess.run([sys.executable, "-m", "mlpipe", "train", "config.yaml", *TINY, "run_name=torn"], cwd=work, capture_output=True,
+                       text=True, preexec_fn=limit, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "File too large" in lines[0] and "config.snapshot.yaml" in lines[0], r.stderr
+    assert not (work/"checkpoint/log_torn").exists()
+    assert {p for p in everything(work) - before if ".lock" not in p.name} <= {Path("checkpoint")}  # at most the (empty) root
+    r = run_mlpipe("train", "config.yaml", *TINY, "run_name=emptied", cwd=work)
+    assert r.returncode == 0, r.stderr
+    (work/"checkpoint/log_emptied/config.snapshot.yaml").write_text("")
+    r = run_mlpipe("train", "--resume", "checkpoint/log_emptied", cwd=work)
+    assert r.returncode == 2 and "config.snapshot.yaml is empty: the run's config is lost" in r.stderr, r.stderr
+    assert (work/"checkpoint/log_emptied/config.snapshot.yaml").read_text() == ""
+
+
+def test_a_pickled_payload_in_a_manifest_is_one_line_and_runs_nothing(work, tmp_path):
+    "A `.pt` item that pickles a call to os.system (what an attacker would ship) is refused by name, in one line."
+    import os, shutil
+    import pandas as pd
+    import torch
+    bad = work/"data/processed/bad_pt"
+    shutil.copytree(work/"data/processed/v1", bad, ignore=shutil.ignore_patterns(".lock"))
+    m = pd.read_csv(bad/"manifest.csv", keep_default_na=False)
+    class Payload:
+        def __reduce__(self): return (os.system, (f"touch {tmp_path/'ran'}",))
+    torch.save(Payload(), bad/"items/payload.pt")
+    first = m.index[m.split == "train"][0]
+    m.loc[first, "path"] = "items/payload.pt"
+    m.to_csv(bad/"manifest.csv", index=False)
+    r = run_mlpipe("train", "config.yaml", *TINY, "augment.version=bad_pt", cwd=work)
+    assert r.returncode == 2 and "payload.pt: not a tensor file that loads safely (UnpicklingError" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path/"ran").exists()
