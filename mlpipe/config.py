@@ -378,13 +378,23 @@ def load_resume_config(run_dir, overrides=()) -> Config:
     if not snap.is_file(): raise FileNotFoundError(f"{run_dir}: not a run directory (no config.snapshot.yaml)")
     if not snap.read_text().strip():  # never the defaults in its place: they are not how the run was trained
         raise ConfigError(f"{snap} is empty: the run's config is lost, so it cannot go on; start a new run (model.init={run_dir} for its weights)")
-    for o in overrides:
-        key = o.partition("=")[0].strip()
-        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE):
+    before = load_config(snap, resume_overrides(run_dir))
+    cfg = load_config(snap, [*resume_overrides(run_dir), *overrides])
+    old, new = _leaves(before.to_dict()), _leaves(cfg.to_dict())
+    for key in dict.fromkeys([*new, *old]):  # what the overrides change, whichever way they were written (a key, a section)
+        if old.get(key, "(none)") != new.get(key, "(none)") and not any(key == k or key.startswith(k + ".") for k in RESUMABLE):
             raise ConfigError(f"--resume: {key} cannot change in a run that has begun (its checkpoints were made with the "
                               f"old value): start a new run, from this one's weights with model.init={run_dir}; a resume "
                               f"may change {', '.join(RESUMABLE)}")
-    return load_config(snap, [*resume_overrides(run_dir), *overrides])
+    return cfg
+
+def _leaves(d: dict, prefix: str = "") -> dict:
+    "A nested dict as {dotted.key: value}; lists are values."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out.update(_leaves(v, f"{prefix}{k}."))
+        else: out[f"{prefix}{k}"] = v
+    return out
 
 # %% ../nbs/05_config.ipynb #7bd2973a
 def config_reference(cls=None, prefix: str = "") -> str:

@@ -142,12 +142,14 @@ def hold_lock(path,  # The lock file (created if missing; it holds who has the l
         if not shared: raise
         yield; return  # a reader in a read-only folder: no writer can be there either
     try:
-        try: fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
+        # a POSIX record lock, not flock: a child forked while it is held (a DataLoader worker) does not inherit it, so
+        # a killed run's orphaned workers cannot keep its directory locked
+        try: fcntl.lockf(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             raise ValueError(f"{what} is in use by {holder}; wait for it to end, or stop it") from None
         command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "python"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} ({command}) since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        info = f"process {os.getpid()} on {socket.gethostname()} ({command}) since {time.strftime('%H:%M:%S')}\n".encode()
+        os.pwrite(fd, info, 0); os.ftruncate(fd, len(info))  # written, then cut: never empty for a reader
         yield
     finally: os.close(fd)

@@ -128,7 +128,6 @@ def build_callbacks(cfg: Config, run_dir: Path,
 # %% ../nbs/04_train.ipynb #c4plancd
 def plan_resume(cfg: Config,  # The config to go on with (`load_resume_config`)
                 state: dict,  # The checkpoint resumed from (its `epoch`, `partial`, `config`, `optimizer`)
-                overrides=(),  # This resume's key=value overrides
                 ddp: bool = False,
                ) -> str | None:
     "Check a resume against its checkpoint, apply `optim.lr` to its optimizer state; a message when there is nothing to do."
@@ -138,11 +137,11 @@ def plan_resume(cfg: Config,  # The config to go on with (`load_resume_config`)
         raise ValueError(f"train.epochs: this run's {sched} schedule was planned over its {epochs_were} epochs and has "
                          f"reached its end; more epochs would run at its last rate: start a new run from its weights "
                          f"(model.init=<this run>) with the schedule you want")
-    if "optim.lr" in [o.partition("=")[0].strip() for o in overrides]:
+    lr_was = (was.get("optim") or {}).get("lr")
+    if was and cfg.optim.get("lr") != lr_was:  # however the override was written (optim.lr=…, optim={…})
         if cfg.scheduler: raise ValueError(f"optim.lr: this run's learning rate follows its {sched} scheduler; a new one cannot be set part-way")
         if ddp: raise ValueError("optim.lr: a new learning rate on a resumed DDP run is not applied yet; resume on one process")
-        old = (was.get("optim") or {}).get("lr")
-        for group in (state.get("optimizer") or {}).get("param_groups", []): group["lr"] = group["lr"] * cfg.optim["lr"] / old
+        for group in (state.get("optimizer") or {}).get("param_groups", []): group["lr"] = group["lr"] * cfg.optim["lr"] / lr_was
     if state["epoch"] >= cfg.train.epochs and not state.get("partial"):
         return f"already finished ({state['epoch']}/{cfg.train.epochs} epochs); nothing to do"
     return None
@@ -201,7 +200,7 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                 resume_from = on_main(lambda d: resume_checkpoint(d)[0], run_dir)
                 state = on_main(lambda p: {k: v for k, v in load_checkpoint(p).items() if k in ("epoch", "step", "partial", "config")}, resume_from)
             else: resume_from = state = resume_checkpoint(run_dir)[1]
-            if done := plan_resume(cfg, state, overrides, ddp):  # nothing to do: nothing is rewritten
+            if done := plan_resume(cfg, state, ddp):  # nothing to do: nothing is rewritten
                 if is_main(): print(f"{run_dir}: {done}", file=sys.stderr, flush=True)
                 return run_dir
         if is_main():

@@ -75,10 +75,10 @@ def test_links_leading_out_of_raw_dir_are_skipped_and_listed(tmp_path):
 def held(lock) -> bool:
     "Does another process hold an OS lock on the file `lock`?"
     import fcntl, os
-    try: fd = os.open(lock, os.O_RDONLY)
+    try: fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError: return False
-    try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); return False
-    except BlockingIOError: return True
+    try: fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); return False  # the kind of lock hold_lock takes
+    except (BlockingIOError, PermissionError): return True
     finally: os.close(fd)
 
 def stopped_while_holding(p, lock, ready=lambda: True):
@@ -104,7 +104,7 @@ def test_a_processed_folder_has_one_writer_and_no_writer_while_a_run_reads_it(wo
     import pandas as pd
     lock = work/"data/processed/v1/.lock"
     a = start(work, "augment", "config.yaml", *TINY, "augment.copies=2")
-    stopped_while_holding(a, lock)
+    stopped_while_holding(a, lock, ready=lambda: f"process {a.pid} " in lock.read_text())  # and has said who it is
     try:
         before = everything(work)
         b = run_mlpipe("augment", "config.yaml", *TINY, cwd=work)
@@ -124,7 +124,8 @@ def test_a_run_has_one_process(work):
     import pandas as pd
     run_dir = work/"checkpoint/log_locked"
     t = start(work, "train", "config.yaml", *TINY, "train.epochs=4", "run_name=locked")
-    stopped_while_holding(t, run_dir/".lock", ready=lambda: (run_dir/"metrics.csv").exists())  # training, a record written
+    stopped_while_holding(t, run_dir/".lock", ready=lambda: (run_dir/"metrics.csv").exists()  # training, a record written
+                          and f"process {t.pid} " in (run_dir/".lock").read_text())
     try:
         r = run_mlpipe("train", "--resume", run_dir, cwd=work)
         assert r.returncode == 2 and r.stderr.startswith(f"error: the run {run_dir} is in use by process {t.pid} on "), r.stderr
@@ -143,7 +144,7 @@ def test_a_full_disk_in_augment_stops_it_and_keeps_the_previous_manifest(work):
     digest = lambda: hashlib.sha256((out/"manifest.csv").read_bytes()).hexdigest()
     before = digest()
     a = start(work, "augment", "config.yaml", *TINY, "augment.copies=3")  # new copies to write
-    stopped_while_holding(a, out/".lock")
+    stopped_while_holding(a, out/".lock", ready=lambda: f"process {a.pid} " in (out/".lock").read_text())
     resource.prlimit(a.pid, resource.RLIMIT_FSIZE, (40, resource.RLIM_INFINITY))  # no processed item fits now
     os.kill(a.pid, signal.SIGCONT)
     code, err = a.wait(120), a.stderr.read()
