@@ -27,7 +27,9 @@ DEMO_NAMES = ("digits", "tabular", "text", "audio")  # mlpipe.demo_data.DEMOS, n
 
 def build_parser() -> argparse.ArgumentParser:
     "The `mlpipe` argument parser."
+    from mlpipe import __version__
     p = argparse.ArgumentParser(prog="mlpipe", description="A modality-agnostic PyTorch training pipeline driven by config.yaml.")
+    p.add_argument("--version", action="version", version=f"mlpipe {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     a = sub.add_parser("augment", help="raw data -> processed files + manifest.csv")
     _config_args(a); a.add_argument("--dry-run", action="store_true", help="print the size estimate, write nothing")
@@ -92,7 +94,10 @@ def _load(args):
     from mlpipe.config import load_config, load_resume_config
     overrides = _overrides(args)
     config = None if overrides[:1] == [args.config] else args.config
-    if getattr(args, "resume", None): return load_resume_config(args.resume, overrides)  # the run's own config, going on
+    if getattr(args, "resume", None):  # the run's own config, going on; RUN as a directory or as `mlpipe runs` names it
+        from mlpipe.runs import resolve_run
+        args.resume = resolve_run(args.resume)
+        return load_resume_config(args.resume, overrides)
     return load_config(config or ("config.yaml" if Path("config.yaml").exists() else None), overrides)
 
 def _under_torchrun() -> bool: return "WORLD_SIZE" in os.environ  # torchrun sets it in every process it starts
@@ -140,9 +145,8 @@ def cmd_runs(args):
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-") if len(df) else f"no runs under {args.root}")
 
 def cmd_plot(args):
-    from mlpipe.runs import plot_metrics
-    if not Path(args.run_dir).is_dir(): raise FileNotFoundError(f"run directory not found: {args.run_dir}")
-    print(plot_metrics(args.run_dir))
+    from mlpipe.runs import plot_metrics, resolve_run
+    print(plot_metrics(resolve_run(args.run_dir)))
 
 def cmd_config(args):
     from mlpipe.config import dump_config
@@ -189,17 +193,20 @@ def cmd_compare(args):
     diff, png = compare_runs(dirs, args.out)
     import pandas as pd
     print(pd.DataFrame([run_summary(d) for d in dirs]).drop(columns="date").to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
-    print("\nconfig differences:\n" + diff.rename_axis(None).to_string() if len(diff) else "\nthe configs are identical")
+    from mlpipe.runs import config_value
+    print("\nconfig differences:\n" + diff.map(config_value).rename_axis(None).to_string() if len(diff) else "\nthe configs are identical")
     print(png)
 
 def cmd_register(args):
-    from mlpipe.registry import open_registry
-    from mlpipe.runs import read_status
-    status = read_status(args.run_dir).get("status")
+    from mlpipe.registry import FolderRegistry, open_registry
+    from mlpipe.runs import read_status, resolve_run
+    run_dir = resolve_run(args.run_dir)
+    status = read_status(run_dir).get("status")
     if status not in ("finished", "stopped", None): print(f"note: the run's status is {status}", file=sys.stderr)
     reg = open_registry(_registry_uri(args))
-    v = reg.register(args.run_dir, args.name, args.trust)
-    print(f"registered {args.run_dir} as {v['name']}:v{v['version']} in {reg}: {v['path']}", file=sys.stderr)
+    v = reg.register(run_dir, args.name, args.trust)
+    print(f"registered {run_dir} as {v['name']}:v{v['version']} in {reg}: {v['path']}", file=sys.stderr)
+    if isinstance(reg, FolderRegistry): print(reg.compared(v["name"], v["version"]), file=sys.stderr)  # latest is not always best
     print(f"{v['name']}:v{v['version']}")
 
 # %% ../nbs/06_cli.ipynb #b405d77d

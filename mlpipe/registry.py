@@ -9,7 +9,7 @@ __all__ = ['check_name', 'parse_ref', 'stage_model', 'FolderRegistry', 'mlflow_u
            'open_registry', 'model_folder', 'load_predictor']
 
 # %% ../nbs/10_registry.ipynb #29c8812b
-import json, os, re, shutil, tempfile, uuid
+import difflib, json, os, re, shutil, tempfile, uuid
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from .trainer import load_checkpoint, save_checkpoint
 
 # %% ../nbs/10_registry.ipynb #0e71acb0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_REF = re.compile(r"(?P<name>[^:]+):(?:latest|v?(?P<version>\d+))")
+_REF = re.compile(r"(?P<name>[^:]+):(?:latest|(?P<best>best)|v?(?P<version>\d+))")
 
 def check_name(name: str) -> str:
     "A model name: letters, digits, `_ . -`, starting with a letter or digit (it becomes a folder name)."
@@ -32,11 +32,11 @@ def check_name(name: str) -> str:
         raise ValueError(f"model name {name!r}: use letters, digits, '_', '.', '-' (starting with a letter or digit)")
     return name
 
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    "`NAME:latest` -> (NAME, None); `NAME:v2` or `NAME:2` -> (NAME, 2)."
+def parse_ref(ref: str) -> tuple[str, int | str | None]:
+    "`NAME:latest` -> (NAME, None); `NAME:v2` or `NAME:2` -> (NAME, 2); `NAME:best` -> (NAME, 'best')."
     m = _REF.fullmatch(str(ref))
-    if not m: raise ValueError(f"{ref}: not a run directory nor a registered model NAME:latest or NAME:v2")
-    return check_name(m["name"]), int(m["version"]) if m["version"] else None
+    if not m: raise ValueError(f"{ref}: not a run directory nor a registered model NAME:latest, NAME:best or NAME:v2 (nor a run name under checkpoint/)")
+    return check_name(m["name"]), "best" if m["best"] else int(m["version"]) if m["version"] else None
 
 # %% ../nbs/10_registry.ipynb #eee83dd6
 def _best_value(ckpt: dict):
@@ -102,13 +102,37 @@ class FolderRegistry:
             if tmp.exists(): shutil.rmtree(tmp)
         return {"name": name, "version": version, "path": folder/f"v{version}"}
 
-    def resolve(self, name: str, version: int | None = None) -> Path:
-        "The folder of version `version` of `name` (None: the latest)."
+    def resolve(self, name: str, version: int | str | None = None) -> Path:
+        "The folder of version `version` of `name` (None: the latest; 'best': the best monitored value)."
         have = self.versions(name)
-        if not have: raise FileNotFoundError(f"no model named {name!r} in the registry {self.root}")
-        v = have[-1] if version is None else version
+        if not have:
+            known = [d.name for d in self.root.iterdir() if d.is_dir() and _NAME.fullmatch(d.name)] if self.root.is_dir() else []
+            near = difflib.get_close_matches(name, known, n=1)
+            raise FileNotFoundError(f"no model named {name!r} in the registry {self.root}" + (f"; did you mean {near[0]!r}?" if near else ""))
+        v = have[-1] if version is None else self.best_version(name) if version == "best" else version
         if v not in have: raise FileNotFoundError(f"{name!r} has no version v{v} in {self.root}; it has {', '.join(f'v{x}' for x in have)}")
         return self.root/name/f"v{v}"
+
+    def best_version(self, name: str) -> int:
+        "The version of `name` whose monitored value is best (each version's own monitor and mode; the newest on a tie)."
+        scored = []
+        for v in self.versions(name):
+            meta = json.loads((self.root/name/f"v{v}"/"model.json").read_text())
+            if meta.get("best") is not None:
+                sign = 1 if (meta.get("monitor") or {}).get("mode", "min") == "max" else -1
+                scored.append((sign * meta["best"], v))
+        if not scored: raise FileNotFoundError(f"{name!r}: no version records a best value, so there is no {name}:best; name a version")
+        return max(scored)[1]
+
+    def compared(self, name: str, version: int) -> str:
+        "How `version` of `name` compares with the others: its monitored value, and which version `NAME:best` names."
+        meta = lambda v: json.loads((self.root/name/f"v{v}"/"model.json").read_text())
+        mine = meta(version)
+        key = (mine.get("monitor") or {}).get("key", "monitored value")
+        said = f"{key} {mine['best']:.4f}" if isinstance(mine.get("best"), (int, float)) else "no best value"
+        try: best = self.best_version(name)
+        except FileNotFoundError: return f"{name}:v{version} has {said}"
+        return f"{name}:v{version} has {said}; {name}:best is " + ("this one" if best == version else f"v{best} ({meta(best)['best']:.4f})")
 
     def list(self) -> pd.DataFrame:
         "Every version of every model: name, version, registered, epoch, best, source run."
@@ -161,8 +185,9 @@ class MlflowRegistry:
         with mlflow_uri(self.uri) as mlflow:
             return sorted(int(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{check_name(name)}'"))
 
-    def resolve(self, name: str, version: int | None = None) -> Path:
+    def resolve(self, name: str, version: int | str | None = None) -> Path:
         "A local folder with the files of version `version` of `name` (None: the latest), downloaded if remote."
+        if version == "best": raise ValueError(f"{name}:best works with a folder registry; with MLflow, name a version (its UI shows each one's best)")
         uri = f"models:/{check_name(name)}/{'latest' if version is None else version}"
         with mlflow_uri(self.uri) as mlflow:
             try: local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
@@ -196,6 +221,7 @@ def model_folder(model: str,  # A run directory, a version folder, or NAME:lates
                 ) -> Path:
     "The folder that a run directory, a registry folder or a registered NAME:VERSION names."
     if Path(model).is_dir(): return Path(model)
+    if ":" not in str(model) and (Path("checkpoint")/f"log_{model}").is_dir(): return Path("checkpoint")/f"log_{model}"  # as `mlpipe runs` names it
     name, version = parse_ref(model)
     return open_registry(registry).resolve(name, version)
 

@@ -6,8 +6,8 @@ Docs: https://mlpipe.github.io/mlpipe/runs.html.md"""
 
 # %% auto #0
 __all__ = ['write_json_atomic', 'read_status', 'read_metrics', 'read_config', 'best_epoch', 'metrics_figure', 'plot_metrics',
-           'run_summary', 'test_score', 'list_runs', 'Run', 'resolve_run', 'flatten_dict', 'run_label', 'config_diff',
-           'compare_figure', 'compare_runs']
+           'run_summary', 'test_score', 'list_runs', 'Run', 'resolve_run', 'flatten_dict', 'config_value', 'run_label',
+           'config_diff', 'compare_figure', 'compare_runs']
 
 # %% ../nbs/07_runs.ipynb #56d7a130
 import json, os, socket
@@ -157,6 +157,14 @@ def flatten_dict(d: dict, prefix: str = "") -> dict:
         if isinstance(v, dict) and v: out.update(flatten_dict(v, key + "."))
         else: out[key] = v
     return out
+
+def config_value(v) -> str:
+    "A config value as it is written in config.yaml: `0.003`, `15`, `null`, `true`, `[32, 64]`."
+    if v is None: return "null"
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, (int, float)): return repr(v)
+    if isinstance(v, (list, dict)): return yaml.safe_dump(v, default_flow_style=True, sort_keys=False).strip()
+    return str(v)
 
 def run_label(run_dir: Path) -> str:
     "How a run is named in tables and legends: its directory name without `log_`."

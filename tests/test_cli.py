@@ -65,7 +65,7 @@ def test_resume_continues_at_the_next_epoch(augmented):
     (["run", "config.yaml", "data.raw_dir=data/raw/nothing"], "error: raw_dir not found: data/raw/nothing"),
     (["train", "config.yaml", "augment.version=never-made"], "error: manifest not found: data/processed/never-made/manifest.csv"),
     (["train", "config.yaml", "model.head={name: no_such_head}"], "error: model.head: unknown name 'no_such_head'"),
-    (["train", "--resume", "checkpoint/log_nope"], "error: checkpoint/log_nope: not a run directory"),
+    (["train", "--resume", "checkpoint/log_nope"], "error: run not found: checkpoint/log_nope"),
 ])
 def test_user_errors_are_one_line_exit_2_and_write_nothing(augmented, args, message):
     project = augmented
