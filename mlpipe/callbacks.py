@@ -332,16 +332,17 @@ def _bar(total, desc: str, file):
     return tqdm(total=total, desc=desc, file=file, leave=False, dynamic_ncols=True, mininterval=0.25)
 
 class ProgressBar(Callback):
-    "A progress bar with the loss over the training batches and one summary line per epoch, on a terminal only."
+    "One summary line per epoch (values, time, ETA) wherever the output goes; a progress bar over the batches on a terminal."
     order = 80
     def __init__(self, every: int = 20,  # Read the loss (a host sync) every this many batches
                  file=None,  # Stream to write to; default sys.stderr
-                 enabled: bool | None = None):  # None: only when the stream is a TTY
+                 enabled: bool | None = None):  # The bar: None, only when the stream is a TTY; False, lines only
         self.every, self.file, self.enabled, self.bar = every, file, enabled, None
 
     def before_fit(self, trainer):
         self.out = self.file or sys.stderr
         self.on = self.enabled if self.enabled is not None else bool(getattr(self.out, "isatty", lambda: False)())
+        self.times = []  # this process's epoch times, for the ETA
 
     def before_epoch(self, trainer):
         if not self.on: return
@@ -355,10 +356,12 @@ class ProgressBar(Callback):
         if trainer.iter % self.every == 0: self.bar.set_postfix_str(f"loss {trainer.loss.item():.4f}")
 
     def after_epoch(self, trainer):
-        if not self.on: return
-        self._close()
-        values = "  ".join(f"{k} {v:.4g}" for k, v in trainer.log.items() if k not in ("epoch", "step", "seconds"))
-        self.out.write(f"epoch {trainer.epoch}/{trainer.epochs}  {values}  ({trainer.log['seconds']:.1f}s)\n"); self.out.flush()
+        self._close()  # a log, a pipe, CI or nohup get the line as well: never minutes of silence
+        self.times.append(trainer.log["seconds"])
+        eta = round(sum(self.times) / len(self.times) * (trainer.epochs - trainer.epoch))
+        values = "  ".join(f"{k} {v:.4g}" for k, v in trainer.log.items() if k not in ("epoch", "step", "seconds") and v is not None)
+        self.out.write(f"epoch {trainer.epoch}/{trainer.epochs}  {values}  ({trainer.log['seconds']:.1f}s, ETA {eta // 60}:{eta % 60:02d})\n")
+        self.out.flush()
 
     def after_fit(self, trainer): self._close()
 

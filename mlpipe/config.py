@@ -109,7 +109,7 @@ class TrainCfg:
     accum_steps: int = 1  # Batches whose gradients are accumulated per optimizer step
     amp: Literal["bf16", "fp16"] | None = None  # Mixed precision: bf16 (CPU or CUDA), fp16 (CUDA); null: full precision
     compile: bool = False  # Compile the model with `torch.compile`
-    progress: bool = True  # Progress bar on a terminal (never in logs)
+    progress: bool = True  # A progress bar over the batches on a terminal (a line per epoch is written either way)
     freeze_backbone: int = 0  # Epochs at the start that train the head only (the backbone's weights and BatchNorm statistics stay as loaded by `model.init`)
 
 @dataclass

@@ -120,7 +120,7 @@ def build_callbacks(cfg: Config, run_dir: Path,
     if cfg.train.freeze_backbone: cbs.append(FreezeBackbone(cfg.train.freeze_backbone))
     cbs.append(StopOnSignal())  # Ctrl-C / SIGTERM: stop after the current step, with a checkpoint
     if not writer: return cbs  # every process steps its schedule and early-stops; only rank 0 writes and shows
-    if cfg.train.progress: cbs.append(ProgressBar())
+    cbs.append(ProgressBar(enabled=None if cfg.train.progress else False))  # a line per epoch always; the bar on a terminal
     cbs.append(LivePlot())
     cbs += logger_callbacks(cfg.to_dict(), run_dir)  # labels/info for predict; TensorBoard, MLflow, notify if configured
     return cbs

@@ -52,3 +52,14 @@ def test_compare_prints_values_as_written(work):
     rows = {line.split()[0]: line.split()[1:] for line in diff.strip().splitlines()[1:-1]}
     assert rows["optim.lr"] == ["0.02", "1e-06"] and rows["train.epochs"] == ["3", "1"], diff
     assert "NaN" not in r.stdout and ".000" not in diff
+
+
+def test_a_pipe_gets_one_line_per_epoch(work):
+    "`mlpipe train … 2>&1 | cat`: no terminal, no bar, but a line per epoch with its values, time and ETA."
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m mlpipe train config.yaml {' '.join(repr(a) for a in TINY)} run_name=piped train.epochs=3 2>&1 | cat"],
+                       cwd=work, capture_output=True, text=True, env={**__import__("os").environ, "MPLBACKEND": "Agg"})
+    assert r.returncode == 0, r.stdout
+    epochs = [l for l in r.stdout.splitlines() if l.startswith("epoch ")]
+    assert [l.split("  ")[0] for l in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"], r.stdout
+    assert all("train_loss " in l and "val_accuracy " in l and "ETA " in l for l in epochs) and epochs[-1].endswith("ETA 0:00)")
+    assert "\r" not in r.stdout
