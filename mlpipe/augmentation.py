@@ -20,7 +20,7 @@ import soundfile as sf
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
 from .core import hold_lock, import_obj, write_atomic
-from . import profile as prof, tables
+from . import packed as packs, profile as prof, tables
 
 # %% auto #0
 __all__ = ['MODALITIES', 'MODALITY_BY_EXT', 'SCANNERS', 'TRANSFORMS', 'SPLITS', 'DEFAULT_SPLIT_RULE', 'TASKS', 'EXTENSIONS',
@@ -992,6 +992,7 @@ def estimate_bytes(
     pairs: list[tuple[RawItem, str]],  # (item, split) of the usable items
     job: ItemJob,  # The recipe, copies and seed
     n_sample: int = 8,  # Items actually processed (in memory)
+    image_format: str = "png",  # augment.image.format: png files, or packed raw pixels
 ) -> int:
     "Estimated bytes of the processed files: mean size of a few rendered samples x rows to write (tables: their packs)."
     table = [(it, s) for it, s in pairs if it.modality == "tabular"]
@@ -1007,10 +1008,16 @@ def estimate_bytes(
         item = pairs[i][0]
         try:
             x0 = load_raw(item, read_source(item))
-            sizes += [len(render_copy(x0, item, k, job)[0]) for k in ([0, 1] if job.copies else [0])]
+            blobs = [render_copy(x0, item, k, job)[0] for k in ([0, 1] if job.copies else [0])]
+            sizes += [_raw_bytes(b) if image_format == "packed" and item.modality == "image" else len(b) for b in blobs]
         except Exception: continue  # a broken sample says nothing about the size of good ones
     n_rows = sum(1 + (job.copies if split == "train" else 0) for _, split in pairs)
-    return packed + (int(round(float(np.mean(sizes)) * n_rows)) if sizes else 0)
+    headers = packs.pack_bytes((), 0, len(SPLITS)) if image_format == "packed" else 0
+    return packed + headers + (int(round(float(np.mean(sizes)) * n_rows)) if sizes else 0)
+
+def _raw_bytes(png: bytes) -> int:
+    "The bytes of a rendered image as packed raw pixels."
+    with Image.open(io.BytesIO(png)) as im: return packs.pack_bytes((1 if im.mode == "L" else 3, im.height, im.width), 1)
 
 # %% ../nbs/00_augmentation.ipynb #d0af3640
 def _human(n: float) -> str:
@@ -1030,6 +1037,7 @@ class AugmentReport:
     bytes_written: int  # Bytes of new processed files and metadata files
     seconds: float  # Wall time of the run
     estimated_bytes: int | None = None  # Estimate of the processed files (when max_bytes or dry_run)
+    other_format: tuple | None = None  # (format, estimated bytes) of the images in the other augment.image.format (dry run)
     dry_run: bool = False  # True: nothing was written
     profile: dict = field(default_factory=dict)  # profile.json: what the data is and what was converted
 
@@ -1038,8 +1046,9 @@ class AugmentReport:
     def __str__(self):
         splits = ", ".join(f"{k} {v}" for k, v in self.rows.items())
         if self.dry_run:
+            other = f" ({self.other_format[0]}: {_human(self.other_format[1])}, see augment.image.format)" if self.other_format else ""
             head = (f"augment dry run: {self.n_sources} raw items would give {self.n_rows} rows ({splits}) in "
-                    f"{self.out_dir}, about {_human(self.estimated_bytes or 0)} of processed files; {self.n_errors} "
+                    f"{self.out_dir}, about {_human(self.estimated_bytes or 0)} of processed files{other}; {self.n_errors} "
                     "would be skipped; nothing was written.")
         else:
             head = (f"augment: {self.n_sources} raw items -> {self.n_rows} rows ({splits}) in {self.out_dir}; "
@@ -1173,7 +1182,9 @@ def augment(
     steps = build_recipe(effective)
     job = ItemJob(str(out), steps, copies, seed, str(version))
     source = Path(raw_dir).name if scanner == "table" else ""
-    estimate = estimate_bytes(pairs, job) if (dry_run or max_bytes is not None) else None
+    image_format = ((prep or {}).get("image") or {}).get("format", "png")
+    if image_format not in ("png", "packed"): raise ValueError(f"augment.image.format: png or packed, got {image_format!r}")
+    estimate = estimate_bytes(pairs, job, image_format=image_format) if (dry_run or max_bytes is not None) else None
     if max_bytes is not None and estimate > max_bytes:
         raise ValueError(f"augment would write about {_human(estimate)} of processed files to {out}, over max_bytes="
                          f"{_human(max_bytes)}; lower copies, shrink the recipe's output size, or raise max_bytes")
@@ -1182,8 +1193,10 @@ def augment(
         counts = Counter()
         if "table" in said: tables.encode_rows(said["table"]["spec"], [_load_tabular(it, b"") for it, _ in pairs if it.modality == "tabular"], counts)
         profile = build_profile(found, pairs, errors, facts, said, steps, task, counts, source)
+        other = "png" if image_format == "packed" else "packed"
+        other = (other, estimate_bytes(pairs, job, image_format=other)) if any(it.modality == "image" for it, _ in pairs) else None
         return AugmentReport(str(out), _split_counts(rows), len(found), len(rows), len(errors), 0, 0,
-                             time.perf_counter() - t0, estimate, dry_run=True, profile=profile)
+                             time.perf_counter() - t0, estimate, other, dry_run=True, profile=profile)
     (out / "items").mkdir(parents=True, exist_ok=True)
     # one writer per processed folder: a second augment (or one while a run trains on it) would delete its items
     with hold_lock(out / ".lock", f"the processed folder {out}"):
@@ -1206,6 +1219,8 @@ def augment(
         train = [r["target"] for r in rows if r["split"] == "train" and r["aug_tag"].endswith("/orig")]
         labels = build_labels((r["target"] for r in rows), task, train)
         written = sum(res.written for res in results)
+        if image_format == "packed":  # one file per split; the PNGs it holds are tidied away below
+            rows, n = packs.pack_images(out, rows); written += n
         written += write_outputs(out, rows, errors, labels, _text_vocab(out, rows, _min_freq(steps, min_freq_arg)), profile)
         written += write_hash_index(out, results)
         tidy_out_dir(out, {r["path"].partition("#")[0] for r in rows})

@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/callbacks.html.md"""
 
 # %% ../nbs/03a_callbacks.ipynb #ffbf8e44
 from __future__ import annotations
-import contextlib, csv, io, math, os, signal, sys, threading
+import base64, contextlib, csv, html, io, math, os, signal, sys, threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import torch
@@ -16,7 +16,7 @@ from .trainer import Callback, CancelFitException, save_checkpoint, load_checkpo
 
 # %% auto #0
 __all__ = ['monitored', 'TrackerCallback', 'EarlyStopping', 'LRScheduler', 'csv_columns', 'CsvLogger', 'Checkpoint',
-           'resume_checkpoint', 'StopOnSignal', 'ProgressBar', 'curves_png', 'LivePlot']
+           'resume_checkpoint', 'StopOnSignal', 'eta_text', 'ProgressBar', 'curves_png', 'epochs_html', 'LivePlot']
 
 # %% ../nbs/03a_callbacks.ipynb #031f28d5
 def monitored(log: dict, key: str) -> float:
@@ -315,6 +315,12 @@ class StopOnSignal(Callback):
         self._previous = {}
 
 # %% ../nbs/03a_callbacks.ipynb #6c6821f5
+def _in_notebook() -> bool:
+    try: from IPython import get_ipython
+    except ImportError: return False
+    ip = get_ipython()
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+
 class _Line:
     "The bar without tqdm: one line redrawn with a carriage return."
     def __init__(self, total, desc, file): self.n, self.total, self.desc, self.file, self.width = 0, total, desc, file, 0
@@ -331,17 +337,24 @@ def _bar(total, desc: str, file):
     except ImportError: return _Line(total, desc, file)
     return tqdm(total=total, desc=desc, file=file, leave=False, dynamic_ncols=True, mininterval=0.25)
 
+def eta_text(times: list, left: int) -> str:
+    "`m:ss` for `left` more epochs at the mean of the epoch `times` so far."
+    eta = round(sum(times) / len(times) * left) if times else 0
+    return f"{eta // 60}:{eta % 60:02d}"
+
 class ProgressBar(Callback):
     "One summary line per epoch (values, time, ETA) wherever the output goes; a progress bar over the batches on a terminal."
     order = 80
     def __init__(self, every: int = 20,  # Read the loss (a host sync) every this many batches
                  file=None,  # Stream to write to; default sys.stderr
-                 enabled: bool | None = None):  # The bar: None, only when the stream is a TTY; False, lines only
-        self.every, self.file, self.enabled, self.bar = every, file, enabled, None
+                 enabled: bool | None = None,  # The bar: None, only when the stream is a TTY; False, lines only
+                 lines: bool | None = None):  # The epoch lines: None, except in a notebook, where `LivePlot`'s table shows them
+        self.every, self.file, self.enabled, self.lines, self.bar = every, file, enabled, lines, None
 
     def before_fit(self, trainer):
         self.out = self.file or sys.stderr
         self.on = self.enabled if self.enabled is not None else bool(getattr(self.out, "isatty", lambda: False)())
+        self.write_lines = self.lines if self.lines is not None else not _in_notebook()
         self.times = []  # this process's epoch times, for the ETA
 
     def before_epoch(self, trainer):
@@ -358,9 +371,10 @@ class ProgressBar(Callback):
     def after_epoch(self, trainer):
         self._close()  # a log, a pipe, CI or nohup get the line as well: never minutes of silence
         self.times.append(trainer.log["seconds"])
-        eta = round(sum(self.times) / len(self.times) * (trainer.epochs - trainer.epoch))
+        if not self.write_lines: return
         values = "  ".join(f"{k} {v:.4g}" for k, v in trainer.log.items() if k not in ("epoch", "step", "seconds") and v is not None)
-        self.out.write(f"epoch {trainer.epoch}/{trainer.epochs}  {values}  ({trainer.log['seconds']:.1f}s, ETA {eta // 60}:{eta % 60:02d})\n")
+        eta = eta_text(self.times, trainer.epochs - trainer.epoch)
+        self.out.write(f"epoch {trainer.epoch}/{trainer.epochs}  {values}  ({trainer.log['seconds']:.1f}s, ETA {eta})\n")
         self.out.flush()
 
     def after_fit(self, trainer): self._close()
@@ -369,12 +383,6 @@ class ProgressBar(Callback):
         if self.bar is not None: self.bar.close(); self.bar = None
 
 # %% ../nbs/03a_callbacks.ipynb #87b1e489
-def _in_notebook() -> bool:
-    try: from IPython import get_ipython
-    except ImportError: return False
-    ip = get_ipython()
-    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
-
 def curves_png(history: list[dict]) -> bytes:
     "PNG of loss and metric curves per epoch, one panel per name, train and val lines."
     from matplotlib.figure import Figure
@@ -390,8 +398,22 @@ def curves_png(history: list[dict]) -> bytes:
     fig.savefig(buf, format="png", dpi=80)
     return buf.getvalue()
 
+def epochs_html(history: list[dict],  # The trainer's rows so far (metrics.csv's columns)
+                epochs: int | None = None,  # The run's length, for the caption's ETA
+               ) -> str:
+    "The epochs so far as an HTML table, a row each, as fastai shows them in a notebook."
+    if not history: return ""
+    cols = [k for k in history[-1] if k != "step"]
+    cell = lambda v: "" if v is None else f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+    head = "".join(f"<th>{html.escape('time' if k == 'seconds' else k)}</th>" for k in cols)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(h.get(k))}</td>" for k in cols) + "</tr>" for h in history)
+    last = history[-1]["epoch"]
+    caption = f"epoch {last}/{epochs}, ETA {eta_text([h['seconds'] for h in history], epochs - last)}" if epochs else f"epoch {last}"
+    return (f'<table class="mlpipe-epochs" style="font-size:0.85em"><caption style="text-align:left">{caption}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+
 class LivePlot(Callback):
-    "Live training curves in a notebook, redrawn after each epoch; a no-op elsewhere."
+    "In a notebook, a table of the epochs that grows beside live training curves, redrawn after each epoch; a no-op elsewhere."
     order = 90
     def __init__(self, enabled: bool | None = None):  # None: only inside a notebook kernel
         self.enabled = enabled
@@ -399,10 +421,16 @@ class LivePlot(Callback):
     def before_fit(self, trainer):
         self.on, self.handle, self.frames = (_in_notebook() if self.enabled is None else self.enabled), None, 0
 
+    def bundle(self, trainer) -> dict:
+        "What the notebook shows: the table and the curves side by side (HTML), the curves alone (PNG), a line (text)."
+        png = base64.b64encode(curves_png(trainer.history)).decode()
+        page = (f'<div style="display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start">'
+                f'{epochs_html(trainer.history, trainer.epochs)}<img src="data:image/png;base64,{png}"/></div>')
+        return {"text/html": page, "image/png": png, "text/plain": f"epoch {trainer.epoch}/{trainer.epochs}"}
+
     def after_epoch(self, trainer):
         if not self.on: return
-        from IPython.display import Image, display
-        img = Image(data=curves_png(trainer.history), format="png")
-        if self.handle is None: self.handle = display(img, display_id=True)
-        else: self.handle.update(img)
+        from IPython.display import display
+        if self.handle is None: self.handle = display(self.bundle(trainer), raw=True, display_id=True)
+        else: self.handle.update(self.bundle(trainer), raw=True)
         self.frames += 1

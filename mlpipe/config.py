@@ -36,6 +36,7 @@ class ImagePrepCfg:
     size: int | list | Literal["auto"] | None = "auto"  # One size for all: auto (the median height and width), an int, [height, width]; null: keep (mixed sizes are refused); a recipe `resize` step decides instead
     fit: Literal["letterbox", "crop", "stretch"] = "letterbox"  # How an image is brought to the size: scale and pad, scale and centre-crop, or stretch
     background: list | int = field(default_factory=lambda: [255, 255, 255])  # What alpha is composited onto, and the letterbox padding: [r, g, b] or a grey level
+    format: Literal["png", "packed"] = "png"  # How processed images are stored: a PNG each, or each split's raw pixels in one memory-mapped file (faster to read, larger; `--dry-run` prints both sizes)
 
 @dataclass
 class AudioPrepCfg:
@@ -110,6 +111,7 @@ class TrainCfg:
     amp: Literal["bf16", "fp16"] | None = None  # Mixed precision: bf16 (CPU or CUDA), fp16 (CUDA); null: full precision
     compile: bool = False  # Compile the model with `torch.compile`
     progress: bool = True  # A progress bar over the batches on a terminal (a line per epoch is written either way)
+    threads: int | Literal["auto"] | None = "auto"  # Compute threads: auto (free usable cores less loader workers; OMP_NUM_THREADS wins), a number, or null (torch's default: every core)
     freeze_backbone: int = 0  # Epochs at the start that train the head only (the backbone's weights and BatchNorm statistics stay as loaded by `model.init`)
 
 @dataclass
@@ -292,6 +294,7 @@ def check_values(cfg: Config) -> Config:
     need(cfg.train.accum_steps >= 1, "train.accum_steps", "an integer >= 1", cfg.train.accum_steps)
     need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip", "a norm > 0, or null for no clipping", cfg.train.grad_clip)
     need(cfg.train.freeze_backbone >= 0, "train.freeze_backbone", "a number of epochs >= 0", cfg.train.freeze_backbone)
+    need(not isinstance(cfg.train.threads, int) or cfg.train.threads >= 1, "train.threads", "auto, a number >= 1, or null", cfg.train.threads)
     need(cfg.early_stop.patience is None or cfg.early_stop.patience >= 0, "early_stop.patience", "epochs >= 0, or null", cfg.early_stop.patience)
     need(cfg.early_stop.min_delta >= 0, "early_stop.min_delta", "a change >= 0", cfg.early_stop.min_delta)
     for split in ("train", "val"):
@@ -358,7 +361,7 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 # %% ../nbs/05_config.ipynb #c5rescd
-RESUMABLE = ("train.epochs", "optim.lr", "train.progress", "device", "loader.train.num_workers", "loader.val.num_workers",
+RESUMABLE = ("train.epochs", "optim.lr", "train.progress", "train.threads", "device", "loader.train.num_workers", "loader.val.num_workers",
              "early_stop.patience", "early_stop.min_delta", "notify", "log")  # what a resume may change (and sections below)
 
 def resume_overrides(run_dir) -> list[str]:

@@ -6,12 +6,13 @@ Docs: https://mlpipe.github.io/mlpipe/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ba4a2942
 from __future__ import annotations
-import contextlib, contextvars, importlib, os, shutil
+import contextlib, contextvars, importlib, math, os, shutil, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['import_obj', 'trusted_modules', 'untrusted', 'check_trusted', 'fsync_dir', 'temp_name', 'link_file', 'write_atomic',
-           'hold_lock']
+__all__ = ['THREAD_VARS', 'import_obj', 'trusted_modules', 'untrusted', 'check_trusted', 'fsync_dir', 'temp_name', 'link_file',
+           'write_atomic', 'hold_lock', 'cgroup_cpu_quota', 'usable_cores', 'free_cores', 'thread_count',
+           'pick_threads']
 
 # %% ../nbs/00_core.ipynb #83d91486
 def import_obj(path: str):
@@ -153,3 +154,76 @@ def hold_lock(path,  # The lock file (created if missing; it holds who has the l
         os.pwrite(fd, info, 0); os.ftruncate(fd, len(info))  # written, then cut: never empty for a reader
         yield
     finally: os.close(fd)
+
+# %% ../nbs/00_core.ipynb #3263d137
+def _quota_at(d: Path) -> float | None:
+    "The CPUs a cgroup folder's quota allows, or None without one."
+    try:
+        q, period = (d/"cpu.max").read_text().split()[:2]
+        return None if q == "max" else int(q) / int(period)
+    except (OSError, ValueError): pass
+    try:
+        q, period = (int((d/f).read_text()) for f in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        return q / period if q > 0 and period > 0 else None
+    except (OSError, ValueError): return None
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    "The tightest CPU quota on this process's cgroup path, in CPUs (1.5 = a core and a half); None without one."
+    try: lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError: return None
+    folders = {root, root/"cpu"}  # inside a container its own cgroup is the root
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        base = root if not controllers else root/"cpu" if "cpu" in controllers.split(",") else None
+        if base is None: continue
+        d = base/path.lstrip("/")
+        folders |= {d, *(p for p in d.parents if p.is_relative_to(base))}
+    quotas = [q for d in folders if (q := _quota_at(d))]
+    return min(quotas) if quotas else None
+
+def usable_cores() -> int:
+    "The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (rounded up)."
+    try: n = len(os.sched_getaffinity(0))
+    except AttributeError: n = os.cpu_count() or 1  # macOS, Windows: no affinity mask
+    quota = cgroup_cpu_quota()
+    return max(1, min(n, math.ceil(quota))) if quota else n
+
+# %% ../nbs/00_core.ipynb #9a1c0cf8
+def _cpu_times(cpus) -> dict:
+    "Idle and total jiffies of each CPU in `cpus`, from /proc/stat."
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *vals = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            v = [int(x) for x in vals]
+            out[name] = (v[3] + (v[4] if len(v) > 4 else 0), sum(v[:8]))  # idle + iowait; user…steal
+    return out
+
+def free_cores(window: float = 0.2) -> float:
+    "How many of this process's usable cores are idle now (their idle share over `window` seconds, summed)."
+    usable = usable_cores()
+    try:
+        cpus = os.sched_getaffinity(0)
+        before = _cpu_times(cpus); time.sleep(window); after = _cpu_times(cpus)
+    except (OSError, AttributeError, ValueError): return float(usable)
+    idle = sum((after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1]) for c in after if c in before)
+    return min(float(usable), idle)
+
+# %% ../nbs/00_core.ipynb #21b2d15f
+def thread_count(usable: int, free: float, workers: int = 0) -> int:
+    "Compute threads for a process that may use `usable` cores, `free` of them idle, beside `workers` loader processes."
+    return max(1, min(usable - workers, math.floor(free + 0.25) - workers))
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+def pick_threads(setting,  # `train.threads`: 'auto', a number, or None (torch's own default)
+                 workers: int = 0,  # Loader worker processes that will run beside it
+                 environ=None,  # The environment (default: `os.environ`)
+                ) -> tuple[int | None, str]:
+    "The number of compute threads to set (None: leave torch's) and why."
+    environ = os.environ if environ is None else environ
+    if isinstance(setting, int) and not isinstance(setting, bool): return setting, "train.threads"
+    if setting is None: return None, "torch's default"
+    if set_by := [f"{v}={environ[v]}" for v in THREAD_VARS if environ.get(v)]: return None, ", ".join(set_by)
+    usable, free = usable_cores(), free_cores()
+    return thread_count(usable, free, workers), f"auto: {free:.1f} of {usable} cores free, {workers} loader workers"

@@ -70,7 +70,7 @@ EXT_KINDS = {**dict.fromkeys([".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", "
              **dict.fromkeys([".wav", ".flac", ".ogg"], "audio"),
              ".txt": "text", ".npy": "tabular", ".pt": "tensor"}
 
-PACKED_ROW = re.compile(r"(?<=\.npy)#(\d+)$")  # `<pack>.npy#<row>`: a row of a packed table; any other '#' is a name's
+PACKED_ROW = re.compile(r"(?<=\.npy)#(\d+)$")  # `<pack>.npy#<row>`: a row of a packed table or image pack; any other '#' is a name's
 
 def item_file(path) -> str:
     "The file of a processed item: the path itself, or the pack of a packed table row."
@@ -81,10 +81,12 @@ def _pack(path):
     "A packed table (.npy), memory-mapped once per process: rows are read on demand."
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
-def load_input(path,  # A processed file, or `<pack>.npy#<row>` for a row of a packed table
+def load_input(path,  # A processed file, or `<pack>.npy#<row>` for a row of a packed table (float32) or images (uint8)
                vocab=None):  # token -> id dict, needed for text only
     "Load one processed item as a tensor, choosing the reader from the file extension."
-    if m := PACKED_ROW.search(str(path)): return torch.from_numpy(np.array(_pack(str(path)[:m.start()])[int(m[1])], dtype=np.float32))
+    if m := PACKED_ROW.search(str(path)):
+        row = _pack(str(path)[:m.start()])[int(m[1])]  # a packed image's uint8 pixels become what load_image returns
+        return torch.from_numpy(np.asarray(row, dtype=np.float32) / 255.0 if row.dtype == np.uint8 else np.array(row, dtype=np.float32))
     kind = EXT_KINDS.get(Path(path).suffix.lower())
     if kind is None: raise ValueError(f"{path}: no reader for {Path(path).suffix!r} files; known: {sorted(EXT_KINDS)}")
     if kind == "text": return load_text(path, vocab)

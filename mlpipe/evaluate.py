@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .augmentation import read_table
 from .config import Config, from_dict
 from .core import untrusted, write_atomic
-from .dataset import ManifestDataset, build_transforms, item_file, load_audio, make_loader
+from .dataset import ManifestDataset, build_transforms, item_file, load_audio, load_input, make_loader
 from .metrics import StandardizedLoss, build_loss, build_metrics
 from .predict import Predictor
 from .runs import resolve_run, write_json_atomic
@@ -179,15 +179,15 @@ def _caption(r) -> str:
 def top_losses_figure(top: pd.DataFrame, modality: str, title: str = ""):
     "The top-loss items: a grid of images or spectrograms, or a table of text / table rows."
     from matplotlib.figure import Figure
-    from PIL import Image
     if modality in ("image", "audio"):
         cols = min(len(top), 4); rows = -(-len(top) // cols)
         fig = Figure(figsize=(3.2 * cols, 3.3 * rows), layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False).ravel()
         for ax, (_, r) in zip(axes, top.iterrows()):
             if modality == "image":
-                with Image.open(item_file(r["path"])) as im: a = np.asarray(im.convert("L") if im.mode in ("L", "I", "I;16", "F") else im.convert("RGB"))
-                ax.imshow(a, cmap="gray" if a.ndim == 2 else None, interpolation="nearest")
+                a = load_input(r["path"]).numpy()  # a PNG or a row of a pack: (C, H, W) in [0, 1]
+                a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+                ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
             else: ax.imshow(_spectrogram(r["path"]), aspect="auto", cmap="magma")
             ax.set_title(_caption(r), fontsize=8); ax.set_xticks([]); ax.set_yticks([])
         for ax in axes[len(top):]: ax.axis("off")

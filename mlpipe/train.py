@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/train.html.md"""
 
 # %% auto #0
 __all__ = ['seed_everything', 'make_run_dir', 'append_history', 'write_records', 'run_status', 'check_not_running',
-           'build_callbacks', 'plan_resume', 'train', 'Interrupted']
+           'build_callbacks', 'plan_resume', 'compute_threads', 'train', 'Interrupted']
 
 # %% ../nbs/04_train.ipynb #3e321533
 import contextlib, json, os, platform, random, shutil, socket, subprocess, sys, time
@@ -29,7 +29,7 @@ from .distributed import (ShardSampler, barrier, cleanup, dist_env, init_distrib
 from .metrics import StandardizedLoss, build_loss, build_metrics, build_optimizer
 from .model import build_model
 from .transfer import FreezeBackbone, init_model, report_lines
-from .core import hold_lock, write_atomic
+from .core import hold_lock, pick_threads, write_atomic
 from .runs import plot_metrics, read_status, write_json_atomic
 from .trainer import CancelFitException, Trainer, load_checkpoint, pick_device
 
@@ -57,17 +57,19 @@ def _git_commit() -> str | None:
     try: return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): return None
 
-def append_history(run_dir: Path, overrides: list, state: dict, device: torch.device):
+def append_history(run_dir: Path, overrides: list, state: dict, device: torch.device, threads=None):
     "Add a line for this resume to the run's `resumes.jsonl`: when, the command, its overrides, where it went on from."
     from mlpipe import __version__
     line = json.dumps({"resumed": datetime.now().isoformat(timespec="seconds"), "argv": sys.argv, "cwd": os.getcwd(),
                        "overrides": list(overrides), "from_epoch": state.get("epoch"), "from_step": state.get("step"),
-                       "device": str(device), "host": socket.gethostname(), "mlpipe": __version__}) + "\n"
+                       "device": str(device), "threads": getattr(threads, "n", None), "host": socket.gethostname(),
+                       "mlpipe": __version__}) + "\n"
     fd = os.open(run_dir/"resumes.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # one write: a whole line or none
     try: os.write(fd, line.encode()); os.fsync(fd)
     finally: os.close(fd)
 
-def write_records(run_dir: Path, cfg: Config, device: torch.device):
+def write_records(run_dir: Path, cfg: Config, device: torch.device,
+                  threads=None):  # `compute_threads`' answer: the count and why
     "Write `config.snapshot.yaml` and `env.json` into the run directory (a new run's; a resume appends its history instead)."
     from mlpipe import __version__
     write_atomic(run_dir/"config.snapshot.yaml", dump_config(cfg).encode())  # never torn, even on a full disk
@@ -75,6 +77,7 @@ def write_records(run_dir: Path, cfg: Config, device: torch.device):
         "mlpipe": __version__, "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
         "platform": platform.platform(), "host": socket.gethostname(), "argv": sys.argv, "cwd": os.getcwd(),
         "git_commit": _git_commit(), "seed": cfg.seed, "device": str(device),
+        "threads": torch.get_num_threads() if threads is None else threads.n, "threads_why": getattr(threads, "why", None),
         "world_size": int(os.environ.get("WORLD_SIZE", 1))})
 
 # %% ../nbs/04_train.ipynb #84ad3527
@@ -146,6 +149,23 @@ def plan_resume(cfg: Config,  # The config to go on with (`load_resume_config`)
         return f"already finished ({state['epoch']}/{cfg.train.epochs} epochs); nothing to do"
     return None
 
+# %% ../nbs/04_train.ipynb #68b6143e
+@contextmanager
+def compute_threads(setting,  # `train.threads`: 'auto', a number, or None (torch's default)
+                    workers: int = 0,  # The train loader's worker processes
+                    resume: str | Path | None = None,  # A run being resumed: it keeps its recorded count under `auto`
+                   ):
+    "Set torch's compute threads for the block; yields the count and why."
+    n, why = pick_threads(setting, workers)
+    if resume is not None and setting == "auto" and n is not None:
+        try: began = json.loads((Path(resume)/"env.json").read_text()).get("threads")
+        except (OSError, ValueError): began = None
+        if began: n, why = int(began), "as the run began, for a bit-identical resume"
+    before = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield SimpleNamespace(n=torch.get_num_threads(), why=why)
+    finally: torch.set_num_threads(before)
+
 # %% ../nbs/04_train.ipynb #ac3d9d5f
 def train(cfg: Config,  # A resolved config (see `load_config`)
           resume: str | Path | None = None,  # A run directory to continue from its last.pt (or the backup, if damaged)
@@ -188,6 +208,7 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
     if scale := train_ds.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
     joined = init_distributed(device)  # only now: a user error above stops each process before it waits for the others
     with contextlib.ExitStack() as locks:
+        threads = locks.enter_context(compute_threads(cfg.train.threads, cfg.loader.train.num_workers, resume))
         # the processed data stays as it is while the run reads it (no augment meanwhile); one process per run directory
         if is_main(): locks.enter_context(hold_lock(cfg.manifest.parent/".lock", f"the processed folder {cfg.manifest.parent}", shared=True))
         run_dir = Path(resume) if resume else on_main(make_run_dir, cfg.checkpoint.root, cfg.run_name)  # rank 0 names it
@@ -204,9 +225,10 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                 if is_main(): print(f"{run_dir}: {done}", file=sys.stderr, flush=True)
                 return run_dir
         if is_main():
-            if resume: append_history(run_dir, overrides, state, device)  # the original records stay as they were
+            print(f"threads: {threads.n} ({threads.why})", file=sys.stderr, flush=True)
+            if resume: append_history(run_dir, overrides, state, device, threads)  # the original records stay as they were
             else:
-                try: write_records(run_dir, cfg, device)
+                try: write_records(run_dir, cfg, device, threads)
                 except OSError:  # a full disk before the run began: no run directory is left to list
                     shutil.rmtree(run_dir, ignore_errors=True); raise
             if init:

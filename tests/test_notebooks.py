@@ -46,6 +46,11 @@ def test_a_new_notebook_outside_the_repo_trains_and_shows_its_run(tmp_path):
     pngs = [o for o in train_out if o.output_type == "display_data" and "image/png" in o.data]
     assert len(pngs) == 1, train_out
     assert base64.b64decode(pngs[0].data["image/png"]).startswith(b"\x89PNG")
+    # beside it, a table of the epochs that grew to all three (nbclient folds each update into the output it updates)
+    page = pngs[0].data["text/html"]
+    assert page.count("<tr>") == 1 + 3 and "epoch 3/3, ETA 0:00" in page, page
+    # no epoch lines on stderr in a notebook: the table holds them
+    assert not [o for o in train_out if o.output_type == "stream" and "epoch 1/3  " in o.text], train_out
     result = next(o for o in train_out if o.output_type == "execute_result").data["text/plain"]
     run_dir = tmp_path/"checkpoint"/Path(result.split("'")[1]).name
     assert run_dir.name.startswith("log_") and len(pd.read_csv(run_dir/"metrics.csv")) == 3
