@@ -348,13 +348,13 @@ class ProgressBar(Callback):
     def __init__(self, every: int = 20,  # Read the loss (a host sync) every this many batches
                  file=None,  # Stream to write to; default sys.stderr
                  enabled: bool | None = None,  # The bar: None, only when the stream is a TTY; False, lines only
-                 lines: bool | None = None):  # The epoch lines: None, except in a notebook, where `LivePlot`'s table shows them
+                 lines: bool | None = None):  # The epoch lines: None, except on a notebook's stderr, where `LivePlot`'s table shows them
         self.every, self.file, self.enabled, self.lines, self.bar = every, file, enabled, lines, None
 
     def before_fit(self, trainer):
         self.out = self.file or sys.stderr
         self.on = self.enabled if self.enabled is not None else bool(getattr(self.out, "isatty", lambda: False)())
-        self.write_lines = self.lines if self.lines is not None else not _in_notebook()
+        self.write_lines = self.lines if self.lines is not None else self.file is not None or not _in_notebook()
         self.times = []  # this process's epoch times, for the ETA
 
     def before_epoch(self, trainer):

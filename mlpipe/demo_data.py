@@ -43,8 +43,8 @@ def write_digits(
     dest = Path(dest)
     if not overwrite and _digits_complete(dest): return dest
     try: from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError("write_digits needs scikit-learn (a dev/demo dependency): pip install scikit-learn") from e
+    except ImportError:
+        raise ImportError("the digits demo needs scikit-learn (its bundled digits): pip install 'mlpipe[demo]' (or scikit-learn)") from None
     digits = load_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)
     for i, (img, label) in enumerate(zip(images, digits.target)):
@@ -89,8 +89,8 @@ def _write_sklearn_table(
     "Write a scikit-learn bundled table as CSV: id, the features, target (the class name)."
     if path.is_file() and not overwrite: return path
     try: import sklearn.datasets
-    except ImportError as e:
-        raise ImportError("the tabular demo needs scikit-learn (a dev/demo dependency): pip install scikit-learn") from e
+    except ImportError:
+        raise ImportError("the tabular demo needs scikit-learn (its bundled tables): pip install 'mlpipe[demo]' (or scikit-learn)") from None
     d = getattr(sklearn.datasets, loader)()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -191,3 +191,46 @@ def test_quarto_files_are_committed_and_current():
     assert yaml.safe_load((NBS/"nbdev.yml").read_text())["project"]["output-dir"] == "_docs"
     listed = set(yaml.safe_load((NBS/"sidebar.yml").read_text())["website"]["sidebar"]["contents"])
     assert listed == {p.name for p in NBS.glob("*.ipynb")}, "nbs/sidebar.yml is stale: run python tools/docs.py and commit it"
+
+def _hits(dom_text: str) -> list[tuple[str, str]]:
+    "The search results in a dumped page: (href, text) of each."
+    return [(m[1], html.unescape(re.sub(r"<[^>]+>", " ", m[2]))) for m in re.finditer(r'<a class="hit" href="([^"]+)"[^>]*>(.*?)</a>', dom_text, re.S)]
+
+@pytest.mark.parametrize("query, page", [("OMP_NUM_THREADS", "core.html"), ("packed", "packed.html"), ("lr-find", "lr_find.html"),
+                                         ("resume bit-identical", "train.html")])
+def test_search_finds_the_sections(query, page, server, browser):
+    "The search box, in Chromium: `?q=` fills it; every word matches, results link to the sections that hold them."
+    hits = _hits(browser("--dump-dom", server + f"trainer.html?q={query.replace(' ', '+')}"))
+    assert hits and any(h.split("#")[0] == page for h, _ in hits), hits[:5]
+    for href, _ in hits:  # every result is a real page and section
+        target, _, frag = href.partition("#")
+        assert (DOCS/target).is_file() and (not frag or f'id="{frag}"' in (DOCS/target).read_text()), href
+
+def test_search_says_when_nothing_matches(server, browser):
+    dom = browser("--dump-dom", server + "index.html?q=zqxwvunlikelyword")
+    assert not _hits(dom) and 'data-count="0"' in dom and "No match" in dom
+
+def test_home_diagram_fits_from_1024_to_1920_px(server, browser):
+    "The README's diagram on the home page: never wrapped, and no scrolling needed at common screen widths."
+    probe = DOCS/"_probe_widths.html"
+    probe.write_text("""<!doctype html><body><script>
+const widths = [1024, 1280, 1920], res = {};
+for (const w of widths) {
+  const f = document.createElement("iframe"); f.width = w; f.height = 900; f.src = "index.html";
+  f.onload = () => {
+    const pre = [...f.contentDocument.querySelectorAll("pre")].find(p => p.textContent.includes("data/processed/<version>/"));
+    const code = pre && (pre.querySelector("code") || pre);  // markdown puts the text in pre > code
+    res[w] = pre ? {ws: getComputedStyle(code).whiteSpace, overflow: pre.scrollWidth - pre.clientWidth} : null;
+    if (Object.keys(res).length === widths.length) document.body.dataset.result = JSON.stringify(res);
+  };
+  document.body.append(f);
+}
+</script></body>""")
+    try: dom = browser("--virtual-time-budget=20000", "--dump-dom", server + probe.name)
+    finally: probe.unlink(missing_ok=True)
+    found = re.search(r'data-result="([^"]+)"', dom)
+    assert found, dom[-500:]
+    import json
+    res = json.loads(html.unescape(found[1]))
+    for width, r in res.items():
+        assert r and r["ws"] == "pre" and r["overflow"] <= 0, (width, r)

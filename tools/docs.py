@@ -16,7 +16,7 @@
    the navigation; `_quarto_cells` and `_fix_html` do the few Quarto things the pages rely on: the frontmatter title,
    `echo: false`, `output: asis`, heading ids made as pandoc makes them (so nbdev's `page.html#symbol` links resolve).
 """
-import argparse, fcntl, hashlib, html, os, re, shutil, subprocess, tempfile, time, warnings
+import argparse, fcntl, hashlib, html, json, os, re, shutil, subprocess, tempfile, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,11 +133,22 @@ footer.pager { display: flex; justify-content: space-between; margin-top: 3rem; 
   border-top: 1px solid #e3e3e3; font: 15px system-ui, sans-serif; }
 footer.pager a { text-decoration: none; color: #1a5fb4; }
 .jp-RenderedHTMLCommon a, .jp-RenderedHTMLCommon a code { color: #1a5fb4; }
+main .jp-RenderedHTMLCommon pre, main .jp-RenderedHTMLCommon pre code { white-space: pre; }  /* a diagram never wraps */
+main .jp-RenderedHTMLCommon pre { overflow-x: auto; font-size: 12.5px; line-height: 1.4; }  /* a long command scrolls */
+@media (max-width: 1200px) { nav.site { width: 13rem; } main { padding: 1.25rem 1.25rem 3rem; } }
+nav.site input.search { width: 100%; box-sizing: border-box; margin: 0 0 .5rem; padding: .35rem .5rem; font: inherit;
+  border: 1px solid #d0d7de; border-radius: 4px; }
+#search-results a.hit { padding: .3rem .5rem; border-bottom: 1px solid #eee; }
+#search-results a.hit b { display: block; font-size: 13px; }
+#search-results a.hit span { display: block; font-size: 12px; color: #57606a; }
+#search-results p { margin: .25rem .6rem; color: #57606a; }
 </style>{% endblock extra_css %}
 {%- block body_header -%}
 <body class="jp-Notebook" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
 <nav class="site" aria-label="Pages">
 <a class="brand" href="index.html">{{ resources.site.title }}</a>
+<input class="search" id="search" type="search" placeholder="Search the docs" aria-label="Search the docs" autocomplete="off">
+<div id="search-results" role="list"></div>
 {%- for p in resources.site.pages %}
 <a href="{{ p.href }}"{% if p.href == resources.page.href %} class="current" aria-current="page"{% endif %}>{{ p.title }}</a>
 {%- if p.href == resources.page.href %}<!--TOC-->{% endif %}
@@ -154,6 +165,36 @@ footer.pager a { text-decoration: none; color: #1a5fb4; }
 <span>{% if resources.page.next %}<a class="next" href="{{ resources.page.next.href }}">{{ resources.page.next.title }} &rarr;</a>{% endif %}</span>
 </footer>
 </main>
+<script src="search.js"></script>
+<script>
+(function () {  /* the site's own search: every section of every page in search.js, matched here, offline */
+  const box = document.getElementById("search"), out = document.getElementById("search-results");
+  function show(q) {
+    out.innerHTML = "";
+    const words = q.toLowerCase().split(/\\s+/).filter(Boolean);
+    if (!words.length) { delete out.dataset.count; return; }
+    const hits = [];
+    for (const e of (window.MLPIPE_SEARCH || [])) {
+      const head = (e.p + " " + e.h).toLowerCase(), hay = head + " " + e.t.toLowerCase();
+      if (words.every(w => hay.includes(w))) hits.push([words.filter(w => head.includes(w)).length, e]);
+    }
+    hits.sort((a, b) => b[0] - a[0]);
+    for (const [, e] of hits.slice(0, 20)) {
+      const a = document.createElement("a"), b = document.createElement("b"), span = document.createElement("span");
+      const i = e.t.toLowerCase().indexOf(words[0]);
+      a.className = "hit"; a.href = e.u; a.setAttribute("role", "listitem");
+      b.textContent = e.p + (e.h ? " \u203a " + e.h : "");
+      span.textContent = i < 0 ? e.t.slice(0, 100) : "\u2026" + e.t.slice(Math.max(0, i - 40), i + 80) + "\u2026";
+      a.append(b, span); out.append(a);
+    }
+    if (!hits.length) { const p = document.createElement("p"); p.textContent = "No match"; out.append(p); }
+    out.dataset.count = hits.length;
+  }
+  box.addEventListener("input", () => show(box.value));
+  const q = new URLSearchParams(location.search).get("q");
+  if (q) { box.value = q; show(q); }
+})();
+</script>
 </body>
 {% endblock body_footer %}
 """
@@ -226,7 +267,25 @@ def render(names: list[str], nbs: Path, proc: Path, out: Path) -> list[Path]:
         return f'href="{page}#{cls}"' if cls in ids[page] else f'href="{page}"'
     for href, body in bodies.items():
         (out/href).write_text(re.sub(r'href="([\w.-]+\.html)#([^"]+)"', link, body))
+    titles = {p["href"]: p["title"] for p in pages}
+    index = [e for href, body in bodies.items() for e in search_entries(href, titles[href], body)]
+    (out/"search.js").write_text("window.MLPIPE_SEARCH = " + json.dumps(index, ensure_ascii=False) + ";\n")
     return [out/h for h in bodies]
+
+def _text(fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+def search_entries(href: str, title: str, body: str) -> list[dict]:
+    "The search index of one page: a section per h2/h3 heading (page, heading, its link, its text), the top as one more."
+    main = body.split("<main>", 1)[-1].split('<footer class="pager">', 1)[0]
+    main = re.sub(r"<(script|style)\b.*?</\1>", " ", main, flags=re.S)
+    main = re.sub(r'<img [^>]*src="data:[^"]*"[^>]*>', " ", main)  # inline images are not text
+    parts = re.split(r'<h([23]) id="([^"]+)">(.*?)</h\1>', main, flags=re.S)
+    out = [dict(p=title, h="", u=href, t=_text(parts[0])[:4000])]
+    for i in range(1, len(parts) - 3, 4):
+        heading = _text(re.sub(r'<a class="anchor-link".*?</a>', "", parts[i + 2]))
+        out.append(dict(p=title, h=heading, u=f"{href}#{parts[i + 1]}", t=_text(parts[i + 3])[:4000]))
+    return out
 
 def build(out: Path | None = None, workers: int = 2, timeout: int = 600, render_only: bool = False) -> list[Path]:
     "Build the site; returns the pages written."
