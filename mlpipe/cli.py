@@ -6,7 +6,8 @@ Docs: https://mlpipe.github.io/mlpipe/cli.html.md"""
 
 # %% auto #0
 __all__ = ['DEMO_NAMES', 'USER_ERRORS', 'build_parser', 'cmd_augment', 'cmd_train', 'cmd_run', 'cmd_demo', 'cmd_runs', 'cmd_plot',
-           'cmd_config', 'cmd_predict', 'cmd_evaluate', 'cmd_lr_find', 'cmd_compare', 'cmd_register', 'main']
+           'cmd_config', 'cmd_predict', 'cmd_evaluate', 'cmd_sweep', 'cmd_lr_find', 'cmd_compare', 'cmd_register',
+           'main']
 
 # %% ../nbs/06_cli.ipynb #4d126386
 import argparse, os, sys
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--start", type=float, default=1e-7, help="first learning rate (default 1e-7)")
     lf.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
     lf.add_argument("--steps", type=int, default=100, help="batches at most (default 100)")
+    sw = sub.add_parser("sweep", help="search config keys with Optuna; each trial a run under checkpoint/sweep_<name>/; best.yaml")
+    sw.add_argument("config", help="the config.yaml every trial starts from")
+    sw.add_argument("space", help="SPACE.yaml: dotted config keys and their distributions ({low, high, log, step} or {choices})")
+    sw.add_argument("overrides", nargs="*", metavar="key=value", help="override a config key for every trial")
+    sw.add_argument("--trials", type=int, default=12, help="trials in the study in all, counting those of earlier runs of it (default 12)")
+    sw.add_argument("--jobs", type=int, default=1, help="trials at once, as processes sharing the study and the cores (default 1)")
+    sw.add_argument("--name", default="default", help="the sweep's name: checkpoint/sweep_<name>/ (default: default)")
+    sw.add_argument("--storage", metavar="URL", help="an RDB URL Optuna accepts, to share the study between machines (default: SQLite in the sweep folder)")
+    sw.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs processes
     c = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)")
     _config_args(c, config_required=False)
     return p
@@ -178,6 +188,14 @@ def cmd_evaluate(args):
     from mlpipe.evaluate import evaluate
     ev = evaluate(args.run, args.split, args.checkpoint, args.top, args.root, _registry_uri(args), args.device, args.trust)
     print("\n".join(ev.lines()))
+
+def cmd_sweep(args):
+    from mlpipe.sweep import Sweep, summary_lines, sweep
+    out = sweep(args.config, args.space, args.trials, args.name, args.overrides, args.jobs, args.storage, args.worker)
+    if not args.worker:
+        print("\n".join(summary_lines(Sweep(out).summary)), file=sys.stderr)
+        if (out/"best.yaml").exists(): print(f"best config: {out/'best.yaml'} (mlpipe train {out/'best.yaml'})", file=sys.stderr)
+        print(out)
 
 def cmd_lr_find(args):
     cfg = _load(args)

@@ -133,7 +133,8 @@ def write_atomic(path,
 @contextlib.contextmanager
 def hold_lock(path,  # The lock file (created if missing; it holds who has the lock)
               what: str,  # What is locked, for the message: "the processed folder data/processed/v1"
-              shared: bool = False):  # A reader's lock: others may share it, a writer may not
+              shared: bool = False,  # A reader's lock: others may share it, a writer may not
+              wait: bool = False):  # Wait for the holder to let go (a short critical section), instead of raising
     "Hold an OS file lock on `path` for the block; raise ValueError naming the holder if another process has it."
     try: import fcntl
     except ImportError: yield; return  # no flock on this OS
@@ -145,7 +146,7 @@ def hold_lock(path,  # The lock file (created if missing; it holds who has the l
     try:
         # a POSIX record lock, not flock: a child forked while it is held (a DataLoader worker) does not inherit it, so
         # a killed run's orphaned workers cannot keep its directory locked
-        try: fcntl.lockf(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        try: fcntl.lockf(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         except (BlockingIOError, PermissionError):
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             raise ValueError(f"{what} is in use by {holder}; wait for it to end, or stop it") from None

@@ -170,6 +170,7 @@ def compute_threads(setting,  # `train.threads`: 'auto', a number, or None (torc
 def train(cfg: Config,  # A resolved config (see `load_config`)
           resume: str | Path | None = None,  # A run directory to continue from its last.pt (or the backup, if damaged)
           overrides=(),  # A resume's key=value overrides (`cfg` has them applied), for its line in resumes.jsonl
+          callbacks=(),  # More trainer callbacks (a sweep's pruning); one with `pruned` set ends the run as `pruned`
          ) -> Path:
     "Train a model as `cfg` says; returns the run directory."
     env = dist_env()  # rank 0 of 1 outside torchrun
@@ -234,12 +235,14 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
             if init:
                 write_json_atomic(run_dir/"init.json", init)
                 print("\n".join(report_lines(init)), file=sys.stderr, flush=True)
-        trainer = Trainer(model, optim, loss_fn, metrics, build_callbacks(cfg, run_dir, writer=is_main()), device=device,
+        trainer = Trainer(model, optim, loss_fn, metrics, [*build_callbacks(cfg, run_dir, writer=is_main()), *callbacks], device=device,
                           grad_clip=cfg.train.grad_clip, accum_steps=cfg.train.accum_steps, amp=cfg.train.amp,
                           compile=cfg.train.compile, ddp=ddp)
         with run_status(run_dir, resumed=bool(resume)) if is_main() else nullcontext({}) as status:
             trainer.fit(train_dl, val_dl, cfg.train.epochs, resume=resume_from)
-            if trainer.stop_reason: status.update(end="stopped", message=trainer.stop_reason)
+            if trainer.stop_reason:
+                status.update(end="pruned" if any(getattr(cb, "pruned", False) for cb in callbacks) else "stopped",
+                              message=trainer.stop_reason)
         if is_main(): plot_metrics(run_dir)
         if joined: barrier(); cleanup()  # every process returns once rank 0 has written everything
         stop = next(cb for cb in trainer.callbacks if isinstance(cb, StopOnSignal))
