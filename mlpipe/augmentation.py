@@ -1017,7 +1017,7 @@ def estimate_bytes(
 
 def _raw_bytes(png: bytes) -> int:
     "The bytes of a rendered image as packed raw pixels."
-    with Image.open(io.BytesIO(png)) as im: return packs.pack_bytes((1 if im.mode == "L" else 3, im.height, im.width), 1)
+    with Image.open(io.BytesIO(png)) as im: return packs.pack_bytes((1 if im.mode == "L" else 3, im.height, im.width), 1, packs=0)
 
 # %% ../nbs/00_augmentation.ipynb #d0af3640
 def _human(n: float) -> str:

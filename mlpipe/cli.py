@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--name", default="default", help="the sweep's name: checkpoint/sweep_<name>/ (default: default)")
     sw.add_argument("--storage", metavar="URL", help="an RDB URL Optuna accepts, to share the study between machines (default: SQLite in the sweep folder)")
     sw.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs processes
+    sw.add_argument("--threads", type=int, help=argparse.SUPPRESS)  # a worker's share of the cores
     c = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)")
     _config_args(c, config_required=False)
     return p
@@ -190,8 +191,10 @@ def cmd_evaluate(args):
     print("\n".join(ev.lines()))
 
 def cmd_sweep(args):
+    if _under_torchrun(): raise ValueError("mlpipe sweep under torchrun would run a separate search in every process; trials "
+                                           "under DDP are not supported yet: run mlpipe sweep without torchrun (--jobs for several trials at once)")
     from mlpipe.sweep import Sweep, summary_lines, sweep
-    out = sweep(args.config, args.space, args.trials, args.name, args.overrides, args.jobs, args.storage, args.worker)
+    out = sweep(args.config, args.space, args.trials, args.name, args.overrides, args.jobs, args.storage, args.worker, args.threads)
     if not args.worker:
         print("\n".join(summary_lines(Sweep(out).summary)), file=sys.stderr)
         if (out/"best.yaml").exists(): print(f"best config: {out/'best.yaml'} (mlpipe train {out/'best.yaml'})", file=sys.stderr)

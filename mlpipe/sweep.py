@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/sweep.html.md"""
 
 # %% ../nbs/11_sweep.ipynb #68bce33a
 from __future__ import annotations
-import difflib, json, os, shutil, socket, subprocess, sys, warnings
+import contextlib, difflib, hashlib, json, os, re, shutil, signal, socket, subprocess, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,10 @@ def parse_param(key: str, spec) -> Param:
 # %% ../nbs/11_sweep.ipynb #8af9bbb6
 def _sampler(spec: dict, seed: int):
     import optuna
-    spec = dict(spec or {}); name = spec.pop("name", "tpe")
+    if not isinstance(spec, dict): raise ConfigError(f"sampler: a mapping such as {{name: tpe}}, got {spec!r}")
+    spec = dict(spec); name = spec.pop("name", "tpe")
+    if not isinstance(spec.get("seed", 0), int) or isinstance(spec.get("seed"), bool):
+        raise ConfigError(f"sampler.seed: an integer (each trial adds its number to it), got {spec['seed']!r}")
     kinds = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     if name not in kinds: raise ConfigError(f"sampler.name: tpe or random, got {name!r}")
     try: return kinds[name](seed=spec.pop("seed", seed), **spec)
@@ -78,7 +81,8 @@ def _sampler(spec: dict, seed: int):
 
 def _pruner(spec: dict):
     import optuna
-    spec = dict(spec or {}); name = spec.pop("name", "median")
+    if not isinstance(spec, dict): raise ConfigError(f"pruner: a mapping such as {{name: median}}, got {spec!r}")
+    spec = dict(spec); name = spec.pop("name", "median")
     kinds = {"median": optuna.pruners.MedianPruner, "percentile": optuna.pruners.PercentilePruner,
              "hyperband": optuna.pruners.HyperbandPruner, "none": optuna.pruners.NopPruner}
     if name not in kinds: raise ConfigError(f"pruner.name: {', '.join(kinds)}, got {name!r}")
@@ -96,7 +100,8 @@ def read_space(path,  # SPACE.yaml
     if not isinstance(raw, dict) or not raw: raise ConfigError(f"{path}: expected a mapping of config keys to distributions")
     sampler, pruner = raw.pop("sampler", None) or {}, raw.pop("pruner", None) or {}
     if not raw: raise ConfigError(f"{path}: no config key to search")
-    params, known = [], _flat_keys(load_config(config, list(overrides)).to_dict())
+    base = load_config(config, list(overrides)).to_dict()
+    params, known = [], _flat_keys(base)
     for key, spec in raw.items():
         try:
             p = parse_param(str(key), spec)
@@ -104,10 +109,15 @@ def read_space(path,  # SPACE.yaml
                 near = difflib.get_close_matches(p.key, known, n=1, cutoff=0.6)
                 raise ConfigError(f"{p.key}: the config does not set this key" + (f"; did you mean {near[0]}?" if near else "")
                                   + " (to search a key, set it in the config first)")
+            if p.kind == "int" and isinstance(_value_at(base, p.key), float): p.low, p.high = float(p.low), float(p.high)  # dropout: {low: 0, high: 1}
             for v in p.examples(): load_config(config, [*overrides, f"{key}={json.dumps(v)}"])
         except ConfigError as e: raise ConfigError(f"{path}: {e}") from None
         params.append(p)
     return params, sampler, pruner
+
+def _value_at(d: dict, key: str):
+    for part in key.split("."): d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 def _flat_keys(d: dict, prefix: str = "") -> list[str]:
     "Every dotted key of a nested mapping."
@@ -135,28 +145,28 @@ class PruneTrial(Callback):
             raise CancelFitException(f"pruned by the sweep at epoch {trainer.epoch} ({self.monitor} {value:.4g})")
 
 # %% ../nbs/11_sweep.ipynb #435a5e68
-def _owner_alive(attrs: dict) -> bool:
-    "Whether the process that runs a trial is alive (a trial of another host is assumed alive)."
-    pid = int(attrs.get("pid") or 0)
-    if attrs.get("host") != socket.gethostname(): return bool(attrs.get("host"))
-    if pid == os.getpid(): return False  # a trial this process left (Ctrl-C in a notebook): resume it
-    try: return b"mlpipe" in Path(f"/proc/{pid}/cmdline").read_bytes() or b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError: return False
+def _trial_lock(out: Path, number: int, stack):
+    "Take trial `number`'s lock in `out` for the life of `stack`; False if a live process holds it."
+    try: stack.enter_context(hold_lock(out/f".trial_{number:04d}.lock", f"trial {number}")); return True
+    except ValueError: return False
 
-def claim_trial(study, params: list[Param], n_trials: int, run_dir_of,
+def claim_trial(study, params: list[Param], n_trials: int, out: Path, stack,
                 sampler_for=None):  # n -> the sampler that samples trial n (a seed of its own)
-    "The next trial to run: an orphan, else a new one while the study has fewer than `n_trials`; None when done."
+    "The next trial to run, its lock held in `stack`: an orphan, else a new one while the study has fewer than `n_trials`."
     import optuna
     trials = study.get_trials(deepcopy=False)
-    orphan = next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING and not _owner_alive(t.user_attrs)), None)
-    if orphan is not None: trial = optuna.trial.Trial(study, orphan._trial_id)
-    elif len(trials) < n_trials:
+    here = socket.gethostname()
+    for t in trials:  # a running trial whose lock nobody holds: its process died (a lock dies with its process)
+        if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("host", here) == here and _trial_lock(out, t.number, stack):
+            trial = optuna.trial.Trial(study, t._trial_id); break
+    else:
+        if len(trials) >= n_trials: return None
         # a sampler seeded once per process would draw the same values again after every restart: seed each trial
         if sampler_for is not None: study.sampler = sampler_for(len(trials))
         trial = study.ask()
-    else: return None
+        if not _trial_lock(out, trial.number, stack): raise RuntimeError(f"trial {trial.number}: its lock is held by another process")
     for p in params: p.suggest(trial)  # an orphan keeps its values; a new trial samples them now
-    for k, v in {"pid": os.getpid(), "host": socket.gethostname(), "run_dir": str(run_dir_of(trial.number))}.items():
+    for k, v in {"pid": os.getpid(), "host": here, "run_dir": str(out/f"log_trial_{trial.number:04d}")}.items():
         trial.set_user_attr(k, v)
     return trial
 
@@ -180,28 +190,39 @@ def run_trial(study, trial, params: list[Param], config, overrides, sweep_dir: P
     from mlpipe.config import load_resume_config
     from mlpipe.train import train
     State = optuna.trial.TrialState
+    from mlpipe.runs import read_status
     run_dir, prune = Path(trial.user_attrs["run_dir"]), PruneTrial(trial, monitor[0])
+    status = read_status(run_dir) if run_dir.is_dir() else {}
+    ended = status.get("status") in ("finished", "pruned") or (status.get("status") == "stopped"
+                                                                and str(status.get("message", "")).startswith("early stopping"))
     try:
         try: resume_checkpoint(run_dir); resumable = True
         except (FileNotFoundError, ValueError): resumable = False
-        if resumable: train(load_resume_config(run_dir, []), resume=run_dir, callbacks=[prune])
+        if ended: pass  # it ended before its process could tell the study: told now, not trained on
+        elif resumable: train(load_resume_config(run_dir, []), resume=run_dir, callbacks=[prune])
         else:
             shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first checkpoint: nothing to keep
             values = [f"{k}={json.dumps(v)}" for k, v in trial_values(trial, params).items()]
             where = [f"checkpoint.root={sweep_dir}", f"run_name={run_dir.name.removeprefix('log_')}"]
             train(load_config(config, [*overrides, *values, *where]), callbacks=[prune])
     except (KeyboardInterrupt, SystemExit): raise  # Ctrl-C: the trial stays running, resumed by the next sweep
-    except Exception as e:
-        trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
-        study.tell(trial, state=State.FAIL)
-        print(f"trial {trial.number} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        return "fail"
-    from mlpipe.runs import read_status
+    except ValueError as e:
+        if " is in use by " in str(e): raise  # the processed data is being rewritten: not the trial's fault; it stays running
+        return _failed(study, trial, e)
+    except Exception as e: return _failed(study, trial, e)
     if read_status(run_dir).get("status") == "pruned":
         study.tell(trial, state=State.PRUNED); return "pruned"
     value = best_value(run_dir, *monitor)
     if value is None: study.tell(trial, state=State.FAIL); return "fail"
     study.tell(trial, value); return "complete"
+
+def _failed(study, trial, e: Exception) -> str:
+    import optuna
+    trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    print(f"trial {trial.number} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    return "fail"
+
 
 # %% ../nbs/11_sweep.ipynb #3b2882b8
 def sweep_dir_of(cfg, name: str) -> Path:
@@ -223,18 +244,26 @@ def sweep(config,  # The config file every trial starts from
           jobs: int = 1,  # Trials at once, as processes sharing the study
           storage: str | None = None,  # An RDB URL Optuna accepts (several machines); default SQLite in the sweep folder
           worker: bool = False,  # One of `jobs` processes: run trials, leave the summary to the parent
+          threads: int | None = None,  # `train.threads` of new trials (a worker's share of the cores); None: the config's
          ) -> Path:
     "Search the config keys of `space` with Optuna; returns the sweep folder (study.db, trial runs, best.yaml, plots)."
     try: import optuna
     except ImportError: raise ImportError("mlpipe sweep needs Optuna: pip install 'mlpipe[sweep]' (or optuna)") from None
     if not isinstance(trials, int) or trials < 1: raise ConfigError(f"--trials: an integer >= 1, got {trials!r}")
     if not isinstance(jobs, int) or jobs < 1: raise ConfigError(f"--jobs: an integer >= 1, got {jobs!r}")
-    if not str(name) or any(c in str(name) for c in "/\\ ") : raise ConfigError(f"--name: letters, digits, _ . - only, got {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)): raise ConfigError(f"--name: letters, digits, _ . - only, got {name!r}")
     cfg = load_config(config, list(overrides))
     params, sampler_spec, pruner_spec = read_space(space, config, list(overrides))
     sampler, pruner = _sampler(sampler_spec, cfg.seed), _pruner(pruner_spec)
     out = sweep_dir_of(cfg, name)
-    record = {"config": str(config), "overrides": list(overrides), "space": yaml_load(Path(space).read_text())}
+    record = {"config": str(config), "config_sha256": hashlib.sha256(Path(config).read_bytes()).hexdigest() if config else None,
+              "overrides": list(overrides), "space": yaml_load(Path(space).read_text())}
+    same = lambda a, b: {k: v for k, v in a.items() if k != "config"} == {k: v for k, v in b.items() if k != "config"}
+    try: was = json.loads((out/"sweep.json").read_text())  # before augment rewrites anything for another search
+    except (OSError, ValueError): was = None
+    if was is not None and not same(was, record):
+        raise ConfigError(f"the sweep {name!r} ({out}) was started with another config, overrides or space (see "
+                          f"{out/'sweep.json'}): rerun it as it was, or give this one another --name")
     if not worker:
         from mlpipe.augmentation import augment_data
         print(augment_data(cfg), file=sys.stderr)
@@ -242,29 +271,39 @@ def sweep(config,  # The config file every trial starts from
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
-        study = optuna.create_study(study_name=name, storage=storage or f"sqlite:///{out/'study.db'}", sampler=sampler,
+        url = storage or f"sqlite:///{out/'study.db'}"
+        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {})
+        study = optuna.create_study(study_name=name, storage=store, sampler=sampler,
                                     pruner=pruner, direction="maximize" if monitor[1] == "max" else "minimize", load_if_exists=True)
         was = study.user_attrs.get("sweep")
         if was is None: study.set_user_attr("sweep", record); write_atomic(out/"sweep.json", json.dumps(record, indent=1).encode())
-        elif was != record:
+        elif not same(was, record):
             raise ConfigError(f"the sweep {name!r} ({out}) was started with another config, overrides or space (see "
                               f"{out/'sweep.json'}): rerun it as it was, or give this one another --name")
     if jobs > 1 and not worker:
-        per = max(1, usable_cores() // jobs)
+        per = max(1, usable_cores() // jobs)  # a thread count recorded in each run: a resume keeps it
         cmd = [sys.executable, "-m", "mlpipe", "sweep", str(config), str(space), *overrides, "--trials", str(trials),
-               "--name", str(name), "--worker", *(["--storage", storage] if storage else [])]
-        procs = [subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": str(per)}) for _ in range(jobs)]
-        codes = [p.wait() for p in procs]
+               "--name", str(name), "--worker", "--threads", str(per), *(["--storage", storage] if storage else [])]
+        procs = [subprocess.Popen(cmd) for _ in range(jobs)]
+        old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("terminated")))
+        try: codes = [p.wait() for p in procs]
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers stop after their current step, with a checkpoint
+            for p in procs: p.poll() is None and p.send_signal(signal.SIGTERM)
+            for p in procs: p.wait()
+            raise
+        finally: signal.signal(signal.SIGTERM, old)
         if any(codes): raise ChildProcessError(f"sweep worker processes exited with {codes} (their errors are above)")
     else:
-        run_dir_of = lambda n: out/f"log_trial_{n:04d}"
+        seeded = lambda n: _sampler({**sampler_spec, "seed": sampler_spec.get("seed", cfg.seed) + n}, 0)
+        more = [*overrides, *([f"train.threads={threads}"] if threads else [])]
         while True:
-            with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
-                trial = claim_trial(study, params, trials, run_dir_of, lambda n: _sampler({**sampler_spec, "seed": sampler_spec.get("seed", cfg.seed) + n}, 0))
-            if trial is None: break
-            print(f"trial {trial.number}: {trial_values(trial, params)}", file=sys.stderr, flush=True)
-            state = run_trial(study, trial, params, config, list(overrides), out, monitor)
-            print(f"trial {trial.number}: {state}", file=sys.stderr, flush=True)
+            with contextlib.ExitStack() as held:  # the trial's lock, held while it trains
+                with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
+                    trial = claim_trial(study, params, trials, out, held, seeded)
+                if trial is None: break
+                print(f"trial {trial.number}: {trial_values(trial, params)}", file=sys.stderr, flush=True)
+                state = run_trial(study, trial, params, config, more, out, monitor)
+                print(f"trial {trial.number}: {state}", file=sys.stderr, flush=True)
     if not worker: write_results(study, params, out, cfg)
     return out
 

@@ -226,7 +226,6 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                 if is_main(): print(f"{run_dir}: {done}", file=sys.stderr, flush=True)
                 return run_dir
         if is_main():
-            print(f"threads: {threads.n} ({threads.why})", file=sys.stderr, flush=True)
             if resume: append_history(run_dir, overrides, state, device, threads)  # the original records stay as they were
             else:
                 try: write_records(run_dir, cfg, device, threads)

@@ -27,7 +27,7 @@ def work(tmp_path_factory, digits_raw):
     hidden = [root/p for p in set(m[m.split == "test"].path) - others]  # content-addressed: a shared file stays
     assert len(hidden) > 20
     for p in hidden: p.rename(p.with_name(p.name + ".away"))
-    try: ok(run_mlpipe("train", "config.yaml", *TINY, "run_name=ev", cwd=d))
+    try: ok(run_mlpipe("train", "config.yaml", *TINY, "train.threads=1", "run_name=ev", cwd=d))  # a count fixed: runs compared bit for bit
     finally:
         for p in hidden: p.with_name(p.name + ".away").rename(p)
     return d
@@ -116,7 +116,7 @@ def test_lr_find_prints_the_override_writes_only_its_plot_and_changes_no_later_r
     assert {p for p in work.rglob("*") if p.is_file()} - before == {work/plot}
     lr = float(override.split("=")[1])
     assert 1e-5 < lr < 1, lr
-    ok(run_mlpipe("train", "config.yaml", *TINY, "run_name=after", cwd=work))
+    ok(run_mlpipe("train", "config.yaml", *TINY, "train.threads=1", "run_name=after", cwd=work))
     rows = lambda d: [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(open(d/"metrics.csv"))]
     assert rows(work/"checkpoint/log_after") == rows(work/"checkpoint/log_ev")  # and as if the test split was never hidden
     r = run_mlpipe("lr-find", "config.yaml", *TINY, "--start", "1", "--end", "0.1", cwd=work)

@@ -177,7 +177,7 @@ def test_errors_that_were_tracebacks_are_one_line(work, tmp_path):
     (tmp_path/"fake/sklearn").mkdir(parents=True)
     (tmp_path/"fake/sklearn/__init__.py").write_text("raise ImportError(\"No module named 'sklearn'\")\n")
     r = run_mlpipe("demo", "digits", "--dest", tmp_path/"digits", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path/"fake")})
-    assert r.returncode == 1 and r.stderr.startswith("error: write_digits needs scikit-learn") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.returncode == 1 and r.stderr.startswith("error: the digits demo needs scikit-learn") and "pip install 'mlpipe[demo]'" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 def test_one_bad_input_does_not_stop_predict(work, tmp_path):

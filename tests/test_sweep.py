@@ -80,3 +80,12 @@ def test_jobs_share_one_study(project):
     assert sorted(t["number"] for t in summary["trials"]) == [0, 1, 2, 3] and summary["states"]["complete"] == 4
     threads = {json.loads((project/t["run"]/"env.json").read_text())["threads"] for t in summary["trials"]}
     assert threads == {max(1, len(os.sched_getaffinity(0)) // 2)}, threads  # each process its share of the cores
+
+def test_under_torchrun_it_is_refused(project):
+    "Trials under DDP are not built yet: a sweep in every process would be wrong, so torchrun gets one line, exit 2."
+    (project/"space.yaml").write_text(SPACE)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "mlpipe", "sweep",
+                        "config.yaml", "space.yaml", *BASE], cwd=project, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "MPLBACKEND": "Agg"})
+    assert r.returncode != 0 and "error: mlpipe sweep under torchrun would run a separate search in every process" in r.stderr, r.stderr
+    assert not (project/"checkpoint").exists()

@@ -30,4 +30,4 @@ echo "ok: nbdev-test passed in $(( $(date +%s) - start )) s"
 start=$(date +%s)
 gate "the docs build" python tools/docs.py
 echo "ok: docs site built in _docs/ in $(( $(date +%s) - start )) s"
-pytest -q "$@"
+pytest -q --durations=15 "$@"
