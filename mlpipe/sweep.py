@@ -371,7 +371,8 @@ class Sweep:
     def _repr_html_(self):
         import base64, html
         s = self.summary
-        rows = "".join(f"<tr><td>{r['number']}</td><td>{r['state']}</td><td>{'' if r['value'] is None else f'{r[chr(118)+chr(97)+chr(108)+chr(117)+chr(101)]:.4g}'}</td>"
+        value = lambda v: "" if v is None else f"{v:.4g}"
+        rows = "".join(f"<tr><td>{r['number']}</td><td>{r['state']}</td><td>{value(r['value'])}</td>"
                        f"<td>{html.escape(', '.join(f'{k}={json.dumps(v)}' for k, v in r['params'].items()))}</td></tr>" for r in s["trials"])
         imgs = "".join(f'<img src="data:image/png;base64,{base64.b64encode((self.dir/p).read_bytes()).decode()}"/>' for p in s.get("plots", []))
         head = html.escape(summary_lines(s)[0]) + ("<br>" + html.escape(summary_lines(s)[1]) if s.get("best") else "")
