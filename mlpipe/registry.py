@@ -9,7 +9,7 @@ __all__ = ['check_name', 'parse_ref', 'stage_model', 'FolderRegistry', 'mlflow_u
            'open_registry', 'model_folder', 'load_predictor']
 
 # %% ../nbs/10_registry.ipynb #29c8812b
-import difflib, json, os, re, shutil, tempfile, uuid
+import difflib, importlib.util, json, os, re, shutil, tempfile, uuid
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .core import write_atomic
 from .loggers import import_mlflow, mlflow_params
 from .predict import Predictor, sha256_file
 from .runs import read_config, write_json_atomic
@@ -53,6 +54,9 @@ def stage_model(run_dir,  # A run directory with a best.pt
     ckpt = load_checkpoint(run_dir/"best.pt")
     # as a checkpoint is saved: with CRCs, and a full disk an OSError naming the file (torch.save's own is a RuntimeError)
     save_checkpoint({k: ckpt.get(k) for k in ("model", "config", "epoch", "best_score")}, dest/"model.pt")
+    if importlib.util.find_spec("safetensors") is not None:  # the same weights for tools without torch's format
+        from mlpipe.export import safetensors_bytes
+        write_atomic(dest/"model.safetensors", safetensors_bytes(pred.model))
     shutil.copyfile(run_dir/"config.snapshot.yaml", dest/"config.yaml")
     write_json_atomic(dest/"labels.json", pred.labels)
     write_json_atomic(dest/"info.json", pred.info)
