@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/callbacks.html.md"""
 
 # %% ../nbs/03a_callbacks.ipynb #ffbf8e44
 from __future__ import annotations
-import base64, contextlib, csv, html, io, math, os, signal, sys, threading
+import base64, contextlib, csv, html, io, math, os, signal, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import torch
@@ -191,22 +191,36 @@ def _check_plain(value, where: str = "config"):
         raise ValueError(f"{where}: a {type(value).__name__} cannot go into a checkpoint; use plain values (str, number, list, dict)")
 
 class Checkpoint(TrackerCallback):
-    "Saves last.pt every epoch and best.pt when `monitor` improves, atomically, in `run_dir`."
+    "Saves last.pt every epoch (and every N steps or minutes) and best.pt when `monitor` improves, atomically, in `run_dir`."
     order = 50
     def __init__(self, run_dir,  # Directory of the run; last.pt, last.pt.bak and best.pt go there
                  monitor: str = "val_loss",  # Key of trainer.log deciding the best epoch
                  mode: str = "min",  # 'min' or 'max'
-                 config: dict | None = None):  # The resolved run config (plain values), stored in every file
+                 config: dict | None = None,  # The resolved run config (plain values), stored in every file
+                 every_steps: int | None = None,  # Also save last.pt mid-epoch every this many optimizer steps
+                 every_minutes: float | None = None):  # ... or when this many minutes have passed since the last save
         super().__init__(monitor, mode)
         _check_plain(config)
+        for key, v in (("every_steps", every_steps), ("every_minutes", every_minutes)):
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+                raise ValueError(f"checkpoint.{key}: expected a number > 0, or null, got {v!r}")
         self.run_dir, self.config = Path(run_dir), config
+        self.every_steps, self.every_minutes = every_steps, every_minutes
         self._pending, self._disk = None, None  # the save in flight; the thread that finishes saves
 
     def before_fit(self, trainer):
         super().before_fit(trainer)
-        self.saved_at, self._pending = None, None
+        self.saved_at, self._pending, self._saved_clock = None, None, time.monotonic()
         self._disk = ThreadPoolExecutor(1, thread_name_prefix="mlpipe-checkpoint")
         for tmp in self.run_dir.glob(".*.pt*.tmp*"): tmp.unlink(missing_ok=True)  # left by a writer that was killed
+
+    def after_batch(self, trainer):
+        "A step checkpoint when one is due, at a point the pass can be resumed from exactly (right after an optimizer step)."
+        if not (trainer.training and (self.every_steps or self.every_minutes)) or self.saved_at == (trainer.epoch, trainer.step): return
+        if trainer.iter + 1 == trainer._n_batches or not trainer.resumable: return  # the epoch's own save is moments away
+        due = (self.every_steps and trainer.step % self.every_steps == 0) or \
+              (self.every_minutes and time.monotonic() - self._saved_clock >= 60 * self.every_minutes)
+        if due: self.save(trainer)
 
     def after_epoch(self, trainer):
         super().after_epoch(trainer)
@@ -234,6 +248,7 @@ class Checkpoint(TrackerCallback):
         with self._explained(trainer.epoch, had):
             done = save_checkpoint(state, last, backup=True, links=[self.run_dir/"best.pt"] if best else [], executor=self._disk)
         self._pending, self.saved_at = (done, trainer.epoch, had), (trainer.epoch, trainer.step)
+        self._saved_clock = time.monotonic()
 
     def wait(self):
         "Block until the last checkpoint saved is durable under its names; raise its error if it could not be."

@@ -7,7 +7,7 @@ Docs: https://mlpipe.github.io/mlpipe/cli.html.md"""
 # %% auto #0
 __all__ = ['DEMO_NAMES', 'USER_ERRORS', 'build_parser', 'cmd_augment', 'cmd_train', 'cmd_run', 'cmd_demo', 'cmd_runs', 'cmd_plot',
            'cmd_config', 'cmd_predict', 'cmd_evaluate', 'cmd_sweep', 'cmd_lr_find', 'cmd_compare', 'cmd_register',
-           'main']
+           'cmd_export', 'main']
 
 # %% ../nbs/06_cli.ipynb #4d126386
 import argparse, os, sys
@@ -22,7 +22,10 @@ def _config_args(p, config_required=True):
 def _nproc_arg(p):
     "Add --nproc N (distributed training on this machine) to train/run."
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train with DDP in N processes on this machine, through torchrun (several machines: see the README)")
+                   help="train with DDP in N processes on this machine, through torchrun")
+    p.add_argument("--nnodes", type=int, default=1, metavar="M",
+                   help="machines in the job: run the same command on each of the M machines, with --master")
+    p.add_argument("--master", metavar="HOST:PORT", help="where the machines meet (rendezvous): an address of one of them, reachable from all")
 
 DEMO_NAMES = ("digits", "tabular", "text", "audio")  # mlpipe.demo_data.DEMOS, named here so --help stays instant
 
@@ -36,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(a); a.add_argument("--dry-run", action="store_true", help="print the size estimate, write nothing")
     t = sub.add_parser("train", help="train from the manifest; prints the run directory last")
     _config_args(t, config_required=False)
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (its own config, plus overrides)")
+    t.add_argument("--resume", metavar="RUN_DIR|auto", help="continue RUN_DIR from its newest checkpoint (its own config, plus "
+                   "overrides); auto: the newest unfinished run of this config, else a new one (for job scripts)")
     _nproc_arg(t)
     r = sub.add_parser("run", help="augment, then train")
     _config_args(r); _nproc_arg(r)
@@ -67,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--name", required=True, help="the model's name: letters, digits, _ . -")
     rg.add_argument("--registry", metavar="URI", help=reg_help)
     rg.add_argument("--trust", action="store_true", help=trust_help)
+    ex = sub.add_parser("export", help="a model as safetensors weights or an ONNX graph, with model.json and labels.json")
+    ex.add_argument("model", metavar="RUN|MODEL", help="a run directory, a run name as `mlpipe runs` prints it, or NAME:vN / NAME:latest / NAME:best")
+    ex.add_argument("--format", default="safetensors", metavar="FORMAT",
+                    help="safetensors (the weights; default) or onnx (the graph, checked with onnxruntime on the val split)")
+    ex.add_argument("--out", metavar="DIR", help="the folder to write (default RUN/export, or export/NAME-vN for a registered model)")
+    ex.add_argument("--registry", metavar="URI", help=reg_help)
+    ex.add_argument("--trust", action="store_true", help=trust_help)
     ev = sub.add_parser("evaluate", help="score a run on its test split beside a trivial baseline; write eval/<split>/")
     ev.add_argument("run", metavar="RUN", help="a run directory, a run name as `mlpipe runs` prints it, or NAME:vN")
     ev.add_argument("--split", default="test", choices=("test", "val", "train"), help="the split to score (default test)")
@@ -105,7 +116,7 @@ def _load(args):
     from mlpipe.config import load_config, load_resume_config
     overrides = _overrides(args)
     config = None if overrides[:1] == [args.config] else args.config
-    if getattr(args, "resume", None):  # the run's own config, going on; RUN as a directory or as `mlpipe runs` names it
+    if getattr(args, "resume", None) and args.resume != "auto":  # the run's own config, going on; RUN as `mlpipe runs` names it too
         from mlpipe.runs import resolve_run
         args.resume = resolve_run(args.resume)
         return load_resume_config(args.resume, overrides)
@@ -117,10 +128,11 @@ def _rank() -> int: return int(os.environ.get("RANK", 0))
 def _launch_train(args) -> int | None:
     "With --nproc N > 1 (and not already under torchrun): run this train in N processes under torchrun; its exit status."
     if args.nproc < 1: raise ValueError(f"--nproc: expected an integer >= 1, got {args.nproc}")
-    if args.nproc == 1 or _under_torchrun(): return None
+    if (args.nproc == 1 and args.nnodes == 1) or _under_torchrun(): return None
     from mlpipe.distributed import launch
     argv = ["train", *([args.config] if args.config else []), *args.overrides]
-    return launch(argv + (["--resume", str(args.resume)] if getattr(args, "resume", None) else []), args.nproc)
+    return launch(argv + (["--resume", str(args.resume)] if getattr(args, "resume", None) else []), args.nproc,
+                  args.nnodes, args.master)
 
 # The config is loaded before the stage is imported, so a config error answers without loading torch.
 def cmd_augment(args):
@@ -229,6 +241,13 @@ def cmd_register(args):
     print(f"registered {run_dir} as {v['name']}:v{v['version']} in {reg}: {v['path']}", file=sys.stderr)
     if isinstance(reg, FolderRegistry): print(reg.compared(v["name"], v["version"]), file=sys.stderr)  # latest is not always best
     print(f"{v['name']}:v{v['version']}")
+
+def cmd_export(args):
+    from mlpipe.export import ExportCheckError, export
+    try: out = export(args.model, args.format, args.out, _registry_uri(args), args.trust)
+    except ExportCheckError as e:  # not the user's doing: the exporter's; status 1, nothing written
+        print(f"error: {e}", file=sys.stderr); return 1
+    print(out)
 
 # %% ../nbs/06_cli.ipynb #b405d77d
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)

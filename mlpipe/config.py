@@ -10,10 +10,10 @@ __all__ = ['MAX_YAML_BYTES', 'MAX_YAML_NODES', 'TASK_DEFAULTS', 'RARE_SHARE', 'R
            'ModelCfg', 'CheckpointCfg', 'TrainCfg', 'MonitorCfg', 'EarlyStopCfg', 'LogCfg', 'NotifyCfg', 'RegistryCfg',
            'Config', 'ConfigError', 'from_dict', 'YamlLoader', 'yaml_load', 'apply_override', 'check_values',
            'load_config', 'imbalanced', 'resolve_auto', 'dump_config', 'resume_overrides', 'load_resume_config',
-           'config_reference']
+           'config_key', 'resumable_changes', 'config_reference']
 
 # %% ../nbs/05_config.ipynb #73734bfd
-import difflib, json, types, typing
+import copy, difflib, hashlib, json, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from pathlib import Path
 from typing import Literal, Any
@@ -101,6 +101,8 @@ class ModelCfg:
 class CheckpointCfg:
     "Where run directories go."
     root: str = "checkpoint"  # Runs are written to `<root>/log_<run_name>/`
+    every_steps: int | None = None  # Also write last.pt mid-epoch every this many optimizer steps (a kill -9 loses less); null: at epoch ends only
+    every_minutes: float | None = None  # Also write last.pt mid-epoch when this many minutes have passed since the last save; null: no
 
 @dataclass
 class TrainCfg:
@@ -266,16 +268,18 @@ def yaml_load(text: str):
     return doc
 
 # %% ../nbs/05_config.ipynb #e0f3b044
-def apply_override(d: dict, override: str) -> dict:
+def apply_override(d: dict, override: str,
+                   defaults: dict | None = None) -> dict:  # A section missing from `d` starts as its default (`optim.lr=0.1` keeps optim.name)
     "Set one `dotted.key=value` in nested dict `d` (value parsed as YAML); returns `d`."
     key, sep, raw = override.partition("=")
     if not sep or not key.strip(): raise ConfigError(f"{override}: an override is key=value, e.g. train.epochs=3")
     try: value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError as e: raise ConfigError(f"{key}: the value {raw!r} is not valid YAML ({e.problem})") from None
     *parents, last = key.strip().split(".")
-    node = d
+    node, default = d, defaults or {}
     for i, p in enumerate(parents):
-        node = node.setdefault(p, {})
+        default = default.get(p) if isinstance(default, dict) else None
+        node = node.setdefault(p, copy.deepcopy(default) if isinstance(default, dict) else {})
         if not isinstance(node, dict): raise ConfigError(f"{'.'.join(parents[:i+1])}: is not a section, cannot set {key}")
     node[last] = value
     return d
@@ -291,6 +295,8 @@ def check_values(cfg: Config) -> Config:
     need(name is None or (_RUN_NAME.fullmatch(name) is not None and ".." not in name), "run_name",
          "a plain name (letters, digits, _ . = + -; no '/' or '..': it names a folder under checkpoint.root)", name)
     need(cfg.train.epochs >= 1, "train.epochs", "an integer >= 1", cfg.train.epochs)
+    need(cfg.checkpoint.every_steps is None or cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "an integer >= 1, or null", cfg.checkpoint.every_steps)
+    need(cfg.checkpoint.every_minutes is None or cfg.checkpoint.every_minutes > 0, "checkpoint.every_minutes", "minutes > 0, or null", cfg.checkpoint.every_minutes)
     need(cfg.train.accum_steps >= 1, "train.accum_steps", "an integer >= 1", cfg.train.accum_steps)
     need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip", "a norm > 0, or null for no clipping", cfg.train.grad_clip)
     need(cfg.train.freeze_backbone >= 0, "train.freeze_backbone", "a number of epochs >= 0", cfg.train.freeze_backbone)
@@ -320,7 +326,8 @@ def load_config(path: str | Path | None = None,  # A config.yaml; None: the defa
             mark = getattr(e, "problem_mark", None)
             raise ConfigError(f"{path}" + (f":{mark.line+1}" if mark else "") + f": invalid YAML ({getattr(e, 'problem', e)})") from None
         if not isinstance(raw, dict): raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {_yaml_type(raw)}")
-    for o in overrides: apply_override(raw, o)
+    defaults = Config().to_dict()
+    for o in overrides: apply_override(raw, o, defaults)
     return check_values(from_dict(Config, raw))
 
 # %% ../nbs/05_config.ipynb #b949865c
@@ -362,7 +369,7 @@ def dump_config(cfg: Config) -> str:
 
 # %% ../nbs/05_config.ipynb #c5rescd
 RESUMABLE = ("train.epochs", "optim.lr", "train.progress", "train.threads", "device", "loader.train.num_workers", "loader.val.num_workers",
-             "early_stop.patience", "early_stop.min_delta", "notify", "log")  # what a resume may change (and sections below)
+             "early_stop.patience", "early_stop.min_delta", "checkpoint.every_steps", "checkpoint.every_minutes", "notify", "log")  # what a resume may change (and sections below)
 
 def resume_overrides(run_dir) -> list[str]:
     "The overrides that earlier resumes of `run_dir` applied, in order (from its `resumes.jsonl`)."
@@ -398,6 +405,19 @@ def _leaves(d: dict, prefix: str = "") -> dict:
         if isinstance(v, dict) and v: out.update(_leaves(v, f"{prefix}{k}."))
         else: out[f"{prefix}{k}"] = v
     return out
+
+# %% ../nbs/05_config.ipynb #44a98301
+def _is_resumable(key: str) -> bool: return any(key == k or key.startswith(k + ".") for k in RESUMABLE)
+
+def config_key(cfg: Config) -> str:
+    "A short hash of `cfg` but its `RESUMABLE` keys: two configs with the same key make the same experiment."
+    leaves = {k: v for k, v in _leaves(cfg.to_dict()).items() if not _is_resumable(k)}
+    return hashlib.sha256(json.dumps(leaves, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+def resumable_changes(run_dir, cfg: Config) -> list[str]:
+    "`key=value` overrides of the resumable keys in which `cfg` differs from how `run_dir` stands."
+    now, new = _leaves(load_resume_config(run_dir).to_dict()), _leaves(cfg.to_dict())
+    return [f"{k}={json.dumps(v)}" for k, v in new.items() if _is_resumable(k) and now.get(k, "(none)") != v]
 
 # %% ../nbs/05_config.ipynb #7bd2973a
 def config_reference(cls=None, prefix: str = "") -> str:

@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/distributed.html.md"""
 
 # %% ../nbs/03c_distributed.ipynb #23618aea
 from __future__ import annotations
-import os, pickle, subprocess, sys
+import errno, os, pickle, socket, subprocess, sys, time
 from datetime import timedelta
 from typing import NamedTuple
 import numpy as np
@@ -16,10 +16,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
 
 # %% auto #0
-__all__ = ['DistEnv', 'dist_env', 'rank_seed', 'process_device', 'init_distributed', 'is_distributed', 'get_rank',
-           'get_world_size', 'is_main', 'barrier', 'cleanup', 'on_main', 'gather_objects', 'agree_on_stop',
-           'reduce_epoch', 'broadcast_buffers', 'train_sampler', 'ShardSampler', 'wrap_ddp', 'torchrun_command',
-           'launch']
+__all__ = ['DistEnv', 'dist_env', 'rank_seed', 'process_device', 'init_distributed', 'JoinTimeout', 'wait_for_all',
+           'is_distributed', 'get_rank', 'get_world_size', 'is_main', 'barrier', 'cleanup', 'on_main', 'gather_objects',
+           'agree_on_stop', 'reduce_epoch', 'broadcast_buffers', 'train_sampler', 'ShardSampler', 'wrap_ddp',
+           'torchrun_command', 'port_taken_here', 'launch']
 
 # %% ../nbs/03c_distributed.ipynb #6d45134e
 class DistEnv(NamedTuple):
@@ -75,11 +75,36 @@ def init_distributed(device: torch.device,  # This process's device (see `proces
     if missing: raise ValueError(f"WORLD_SIZE={env.world_size} but {' and '.join(missing)} not set: start the job with "
                                  "torchrun (or `mlpipe train CONFIG --nproc N`)")
     timeout = float(timeout_s if timeout_s is not None else os.environ.get("MLPIPE_DIST_TIMEOUT", 600))
+    wait_for_all(env, float(os.environ.get("MLPIPE_JOIN_TIMEOUT", 300)))
     device = torch.device(device)
     if device.type == "cuda": torch.cuda.set_device(device)  # nccl and the object collectives use the current device
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=env.rank, world_size=env.world_size,
                             timeout=timedelta(seconds=timeout))
     return True
+
+class JoinTimeout(ConnectionError):
+    "Not every process of a distributed job got to the start within the join timeout; the message names those missing."
+
+def wait_for_all(env: DistEnv, timeout_s: float):
+    "Under torchrun: wait until every process has come this far, or raise `JoinTimeout` naming the ranks and nodes missing."
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True": return  # no agent's store to meet in
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                          timeout=timedelta(seconds=timeout_s))
+    prefix = f"mlpipe/join/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    store.set(f"{prefix}/{env.rank}", socket.gethostname())
+    deadline, per_node = time.monotonic() + timeout_s, int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    while True:
+        missing = [r for r in range(env.world_size) if not store.check([f"{prefix}/{r}"])]
+        if not missing: return
+        if time.monotonic() > deadline: break
+        time.sleep(0.2)
+    came = ", ".join(f"rank {r} on {store.get(f'{prefix}/{r}').decode()}" for r in range(env.world_size) if r not in missing)
+    nodes = sorted({r // per_node for r in missing})
+    raise JoinTimeout(f"the distributed job did not start: rank{'s' if len(missing) > 1 else ''} "
+                      f"{', '.join(map(str, missing))} (node{'s' if len(nodes) > 1 else ''} {', '.join(map(str, nodes))}) "
+                      f"did not join within {timeout_s:.0f} s ({came} did). A process that fails before joining says "
+                      "why in its own node's output (a data folder missing there, another config); MLPIPE_JOIN_TIMEOUT "
+                      "sets this wait")
 
 def is_distributed() -> bool:
     "Is this process one of several in a running process group?"
@@ -199,16 +224,88 @@ def wrap_ddp(model: torch.nn.Module,  # The plain module, already on `device`
     return DistributedDataParallel(model)
 
 # %% ../nbs/03c_distributed.ipynb #32ceb150
+def _endpoint(master: str) -> tuple[str, int]:
+    "HOST and PORT of `--master HOST:PORT`."
+    host, sep, port = str(master).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--master: expected HOST:PORT (e.g. node0.cluster:29400), got {master!r}")
+    return host, int(port)
+
 def torchrun_command(argv: list,  # The mlpipe arguments of each worker, e.g. ["train", "config.yaml", "train.epochs=3"]
                      nproc: int,  # Processes on this machine
+                     nnodes: int = 1,  # Machines in the job: more than 1 needs `master`
+                     master: str | None = None,  # HOST:PORT where the machines meet (rendezvous), reachable from all
+                     join_timeout: float = 300,  # Seconds the machines wait for each other
                     ) -> list[str]:
-    "The torchrun command line that runs `python -m mlpipe ARGV` in `nproc` processes on this machine."
+    "The torchrun command line that runs `python -m mlpipe ARGV` in `nproc` processes on this machine (one of `nnodes`)."
     if not isinstance(nproc, int) or nproc < 1: raise ValueError(f"--nproc: expected an integer >= 1, got {nproc!r}")
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "mlpipe", *map(str, argv)]
+    if not isinstance(nnodes, int) or nnodes < 1: raise ValueError(f"--nnodes: expected an integer >= 1, got {nnodes!r}")
+    if nnodes == 1: where = ["--standalone"]
+    elif master is None: raise ValueError("--nnodes: several machines meet at --master HOST:PORT (the same on every machine)")
+    else:
+        host, port = _endpoint(master)
+        where = [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={host}:{port}", "--rdzv-id=mlpipe",
+                 f"--rdzv-conf=join_timeout={join_timeout:g}"]
+    return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={nproc}", "-m", "mlpipe", *map(str, argv)]
+
+def _answers_as_store(host: str, port: int) -> bool:
+    "Does a torch TCPStore answer at host:port (another launch's rendezvous, e.g. a second process group on this machine)?"
+    # In a process of its own: a program that accepts and never answers holds the handshake past its timeout, and
+    # torch's C++ logs a failed one on stderr.
+    probe = ("import datetime, sys, torch.distributed as d; "
+             f"d.TCPStore({host!r}, {port}, is_master=False, timeout=datetime.timedelta(seconds=3))")
+    try: return subprocess.run([sys.executable, "-c", probe], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=20).returncode == 0
+    except subprocess.TimeoutExpired: return False
+
+def port_taken_here(host: str, port: int) -> bool:
+    "Is `host` this machine and `port` held on it by a program that is not a torch rendezvous (so torchrun would hang)?"
+    try: local = {a[4][0] for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except socket.gaierror: return False  # another machine's name, unknown here: torchrun says what it finds
+    for addr in local:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try: s.bind((addr, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE: return not _answers_as_store(addr, port)
+                continue  # not an address of this machine
+    return False
+
+def _pass_on(stream, out, saw: list):
+    "Copy torchrun's stderr to `out` line by line, but for the agent's traceback of a rendezvous timeout (noted in `saw`)."
+    held = None
+    for line in stream:
+        if held is not None:
+            held.append(line)
+            if line[:1].isspace(): continue
+            if "RendezvousTimeoutError" in line or "RendezvousConnectionError" in line: saw.append(line)
+            else: out.writelines(held)
+            held = None
+        elif line.startswith("Traceback (most recent call last):"): held = [line]
+        else: out.write(line)
+        out.flush()
+    if held: out.writelines(held)
 
 def launch(argv: list,  # The mlpipe arguments of each worker
            nproc: int,  # Processes on this machine
+           nnodes: int = 1,  # Machines in the job
+           master: str | None = None,  # HOST:PORT where they meet
           ) -> int:
     "Run `mlpipe ARGV` in `nproc` processes under torchrun; returns torchrun's exit status (non-zero if any process failed)."
-    return subprocess.run(torchrun_command(argv, nproc)).returncode
+    join = float(os.environ.get("MLPIPE_JOIN_TIMEOUT", 300))
+    cmd = torchrun_command(argv, nproc, nnodes, master, join)
+    if nnodes == 1: return subprocess.run(cmd).returncode
+    host, port = _endpoint(master)
+    if port_taken_here(host, port):
+        raise ValueError(f"--master {master}: port {port} is in use on this machine (another program, or an earlier job "
+                         "still running): choose another port, the same on every machine")
+    p, saw = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1), []
+    _pass_on(p.stderr, sys.stderr, saw)
+    if p.wait() and saw and "RendezvousTimeoutError" in saw[-1]:
+        print(f"error: --master {master}: the {nnodes} machines did not all join within {join:g} s: start the same "
+              f"`mlpipe train … --nnodes {nnodes} --master {master}` on each, and check that {master} is reachable from "
+              "every one (address, firewall); MLPIPE_JOIN_TIMEOUT sets the wait", file=sys.stderr, flush=True)
+    elif p.returncode and saw:
+        print(f"error: --master {master}: the rendezvous there went away: the machine listening at {master} stopped "
+              "(its output says why) or cannot be reached", file=sys.stderr, flush=True)
+    return p.returncode

@@ -22,7 +22,7 @@ import torch
 from .callbacks import (Checkpoint, CsvLogger, EarlyStopping, LRScheduler, LivePlot, ProgressBar, StopOnSignal,
                               resume_checkpoint)
 from .loggers import logger_callbacks
-from .config import Config, dump_config, load_config, resolve_auto
+from .config import Config, config_key, dump_config, load_config, resolve_auto, resumable_changes
 from .dataset import ManifestDataset, build_transforms, make_loader
 from .distributed import (ShardSampler, barrier, cleanup, dist_env, init_distributed, is_main, on_main,
                                 process_device, rank_seed, train_sampler)
@@ -30,7 +30,7 @@ from .metrics import StandardizedLoss, build_loss, build_metrics, build_optimize
 from .model import build_model
 from .transfer import FreezeBackbone, init_model, report_lines
 from .core import hold_lock, pick_threads, write_atomic
-from .runs import plot_metrics, read_status, write_json_atomic
+from .runs import find_unfinished, plot_metrics, read_status, write_json_atomic
 from .trainer import CancelFitException, Trainer, load_checkpoint, pick_device
 
 # %% ../nbs/04_train.ipynb #003e69b0
@@ -69,7 +69,8 @@ def append_history(run_dir: Path, overrides: list, state: dict, device: torch.de
     finally: os.close(fd)
 
 def write_records(run_dir: Path, cfg: Config, device: torch.device,
-                  threads=None):  # `compute_threads`' answer: the count and why
+                  threads=None,  # `compute_threads`' answer: the count and why
+                  key: str | None = None):  # `config_key` of the config as given, which `--resume auto` looks for
     "Write `config.snapshot.yaml` and `env.json` into the run directory (a new run's; a resume appends its history instead)."
     from mlpipe import __version__
     write_atomic(run_dir/"config.snapshot.yaml", dump_config(cfg).encode())  # never torn, even on a full disk
@@ -78,7 +79,7 @@ def write_records(run_dir: Path, cfg: Config, device: torch.device,
         "platform": platform.platform(), "host": socket.gethostname(), "argv": sys.argv, "cwd": os.getcwd(),
         "git_commit": _git_commit(), "seed": cfg.seed, "device": str(device),
         "threads": torch.get_num_threads() if threads is None else threads.n, "threads_why": getattr(threads, "why", None),
-        "world_size": int(os.environ.get("WORLD_SIZE", 1))})
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)), "config_key": key})
 
 # %% ../nbs/04_train.ipynb #84ad3527
 @contextmanager
@@ -114,7 +115,8 @@ def build_callbacks(cfg: Config, run_dir: Path,
                     writer: bool = True) -> list:  # False: a DDP process other than rank 0, which writes and prints nothing
     "The trainer's callbacks for this config."
     mon = dict(monitor=cfg.monitor.key, mode=cfg.monitor.mode)
-    cbs = [CsvLogger(run_dir/"metrics.csv"), Checkpoint(run_dir, **mon, config=cfg.to_dict())] if writer else []
+    steps = dict(every_steps=cfg.checkpoint.every_steps, every_minutes=cfg.checkpoint.every_minutes)
+    cbs = [CsvLogger(run_dir/"metrics.csv"), Checkpoint(run_dir, **mon, config=cfg.to_dict(), **steps)] if writer else []
     if cfg.early_stop.patience is not None: cbs.append(EarlyStopping(**mon, patience=cfg.early_stop.patience, min_delta=cfg.early_stop.min_delta))
     if cfg.scheduler:
         sched = dict(cfg.scheduler)
@@ -168,12 +170,13 @@ def compute_threads(setting,  # `train.threads`: 'auto', a number, or None (torc
 
 # %% ../nbs/04_train.ipynb #ac3d9d5f
 def train(cfg: Config,  # A resolved config (see `load_config`)
-          resume: str | Path | None = None,  # A run directory to continue from its last.pt (or the backup, if damaged)
+          resume: str | Path | None = None,  # A run directory to continue from its last.pt (or the backup, if damaged); "auto": see `find_unfinished`
           overrides=(),  # A resume's key=value overrides (`cfg` has them applied), for its line in resumes.jsonl
           callbacks=(),  # More trainer callbacks (a sweep's pruning); one with `pruned` set ends the run as `pruned`
          ) -> Path:
     "Train a model as `cfg` says; returns the run directory."
     env = dist_env()  # rank 0 of 1 outside torchrun
+    auto, key = resume == "auto", config_key(cfg)  # the config as given, before the data's `auto`s are filled in
     ddp = env.world_size > 1
     seed_everything(rank_seed(cfg.seed, env.rank))
     device = process_device(cfg.device, env.local_rank) if ddp else pick_device(cfg.device)
@@ -190,10 +193,13 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
     model = build_model({"backbone": cfg.model.backbone, "head": cfg.model.head},
                         cfg.model.n_outputs or train_ds.info["n_outputs"], train_ds.info)
     if cfg.train.freeze_backbone < 0: raise ValueError(f"train.freeze_backbone: epochs >= 0, got {cfg.train.freeze_backbone}")
+    if ddp and (cfg.checkpoint.every_steps or cfg.checkpoint.every_minutes) and env.rank == 0:
+        print("warning: checkpoint.every_steps/every_minutes: under DDP a pass cannot be resumed part-way yet, so only "
+              "epoch checkpoints are written", file=sys.stderr, flush=True)
     if cfg.train.freeze_backbone and ddp: raise ValueError("train.freeze_backbone does not work under DDP (torchrun) yet: "
                                                            "use optim.backbone_lr_mult, or train on one process")
     # the weights of model.init, before anything is written (a resumed run has its own in last.pt)
-    init = init_model(model, cfg.model.init, cfg.model.init_strict, cfg.registry.uri) if cfg.model.init and not resume else None
+    init = init_model(model, cfg.model.init, cfg.model.init_strict, cfg.registry.uri) if cfg.model.init and (auto or not resume) else None
     optim = build_optimizer(model, cfg.optim)
     loss_fn, metrics = build_loss(cfg.loss, counts), build_metrics(cfg.metrics)
     columns = [f"{split}_{name}" for split in ("val", "train") for name in ["loss", *(m.name for m in metrics)]]
@@ -208,6 +214,9 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
             raise ValueError(f"scheduler.warmup: {cb.warmup} must be shorter than the run ({units} {cb.per}s)")
     if scale := train_ds.info.get("target_scale"): loss_fn = StandardizedLoss(loss_fn, scale["mean"], scale["std"])
     joined = init_distributed(device)  # only now: a user error above stops each process before it waits for the others
+    if auto:  # rank 0 looks; a run found goes on with this config (the same in every key a resume cannot change)
+        resume = on_main(find_unfinished, cfg.checkpoint.root, key)
+        if resume: overrides, init = on_main(resumable_changes, resume, cfg), None
     with contextlib.ExitStack() as locks:
         threads = locks.enter_context(compute_threads(cfg.train.threads, cfg.loader.train.num_workers, resume))
         # the processed data stays as it is while the run reads it (no augment meanwhile); one process per run directory
@@ -228,7 +237,7 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
         if is_main():
             if resume: append_history(run_dir, overrides, state, device, threads)  # the original records stay as they were
             else:
-                try: write_records(run_dir, cfg, device, threads)
+                try: write_records(run_dir, cfg, device, threads, key)
                 except OSError:  # a full disk before the run began: no run directory is left to list
                     shutil.rmtree(run_dir, ignore_errors=True); raise
             if init:

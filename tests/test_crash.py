@@ -6,7 +6,7 @@ last.pt: every run, resumed with `mlpipe train --resume RUN_DIR`, ends with the 
 `seconds`) and the same weights, bit for bit, as a run that was never interrupted. Moments are caught with inotify (the kernel tells us when a file appears
 or changes) and the kill comes from this process, so nothing in mlpipe knows it is being tested.
 """
-import csv, ctypes, ctypes.util, fcntl, os, re, resource, select, shutil, signal, struct, subprocess, sys, time
+import csv, ctypes, ctypes.util, fcntl, json, os, re, resource, select, shutil, signal, struct, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
@@ -85,14 +85,14 @@ def finish(p: subprocess.Popen, timeout=120):
     except ProcessLookupError: pass
     return p.returncode, out, err
 
-IN_MODIFY, IN_MOVED_TO, IN_CREATE = 0x2, 0x80, 0x100
+IN_MODIFY, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x2, 0x80, 0x100, 0x200
 
 class Watch:
-    "inotify on one directory: the names created, renamed into it or written to, as they happen."
+    "inotify on one directory: the names created, renamed into it, written to or deleted, as they happen."
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     def __init__(self, directory: Path):
         self.fd = self.libc.inotify_init1(os.O_NONBLOCK)
-        if self.fd < 0 or self.libc.inotify_add_watch(self.fd, str(directory).encode(), IN_MODIFY | IN_MOVED_TO | IN_CREATE) < 0:
+        if self.fd < 0 or self.libc.inotify_add_watch(self.fd, str(directory).encode(), IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0:
             raise OSError(ctypes.get_errno(), f"inotify on {directory}")
     def events(self, timeout: float):
         "[(mask, name)] of what happened, waiting up to `timeout` seconds for something."
@@ -148,22 +148,23 @@ def test_rerun_is_identical(work, workers):
     assert_same_run(work/f"checkpoint/log_rerun{workers}", work/"checkpoint/log_ref")
 
 
-def kill_mid_write(p: subprocess.Popen, run_dir: Path) -> bytes:
-    """SIGKILL `p` certainly in the middle of writing last.pt: once it has saved once, the temp name of its next save
-    (`.last.pt.tmp<pid>`) is made a named pipe with a 4 KB buffer, so torch.save blocks in a write after 8 KB at most;
-    then it is killed. Returns the start of what it wrote.
-    The process is stopped (SIGSTOP) while the pipe is made: on a busy machine this test may not run again before the
-    last epoch is saved. If the next save had already begun, the pipe waits for the one after."""
+def kill_mid_write(start_run, run_dir: Path):
+    """Start a run with `start_run()` and SIGKILL it certainly in the middle of writing last.pt; returns the process
+    and the start of what it wrote. The temp name of its first save (`.last.pt.tmp<pid>`) is made a named pipe with a
+    4 KB buffer, so torch.save blocks in a write after 8 KB at most; then it is killed.
+    The pipe must be made after the run's start-up removes killed writers' temp files and before its first save: a
+    decoy temp file is left for that removal, and the run is stopped (SIGSTOP) the moment the decoy goes, while the
+    pipe is made. No race: a save comes only after an epoch of training."""
+    decoy = run_dir/".last.pt.tmp0"
+    decoy.write_bytes(b"")
+    p = start_run()
     fifo = run_dir/f".last.pt.tmp{p.pid}"
-    while True:
-        signal_when(p, run_dir, lambda mask, name: mask & IN_MOVED_TO and name == "last.pt", sig=signal.SIGSTOP)
-        try:
-            os.mkfifo(fifo)
-            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)  # before the writer can fill the default 64 KB
-            break
-        except FileExistsError: pass  # the next save's temp file is there: catch the save after it
-        finally: os.kill(p.pid, signal.SIGCONT)
+    signal_when(p, run_dir, lambda mask, name: mask & IN_DELETE and name == decoy.name, sig=signal.SIGSTOP)
+    try:
+        os.mkfifo(fifo)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)  # before the writer can fill the default 64 KB
+    finally: os.kill(p.pid, signal.SIGCONT)
     try:
         data, deadline = b"", time.monotonic() + 90
         while len(data) < 4096:
@@ -173,7 +174,7 @@ def kill_mid_write(p: subprocess.Popen, run_dir: Path) -> bytes:
                 data += os.read(fd, 4096 - len(data)) or time.sleep(0.01) or b""  # b"": no writer yet
         os.kill(p.pid, signal.SIGKILL)
     finally: os.close(fd)
-    return data
+    return p, data
 
 
 def test_sigkill_at_any_moment_then_resume_is_bit_identical(work):
@@ -193,8 +194,8 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(work):
     signal_when(p, run_dir, lambda mask, name: mask & IN_MOVED_TO and name in ("last.pt.bak", "best.pt"))
     seen.append(finish(p))
     # 4. certainly in the middle of writing a checkpoint
-    p = resume(work, run_dir)
-    assert kill_mid_write(p, run_dir).startswith(b"PK")  # torch.save was writing its zip
+    p, written = kill_mid_write(lambda: resume(work, run_dir), run_dir)
+    assert written.startswith(b"PK")  # torch.save was writing its zip
     seen.append(finish(p))
     # 5. in the middle of an epoch, with two loader workers
     p = resume(work, run_dir, WORKERS2)
@@ -276,3 +277,58 @@ def test_full_disk_stops_with_one_error_line_and_keeps_the_last_checkpoint(work)
     code, out, err = finish(resume(work, run_dir))
     assert code == 0, err
     assert_same_run(run_dir, work/"checkpoint/log_ref")
+
+
+# ---- step checkpoints and --resume auto --------------------------------------------------------------------------
+
+STEPS = "checkpoint.every_steps=3"  # 20 steps an epoch: a kill loses 2 steps at most, not the epoch
+
+def test_step_checkpoints_sigkill_at_10_random_moments_then_resume_is_bit_identical(work):
+    """`checkpoint.every_steps`: ten SIGKILLs at random moments (a random delay after the process's first checkpoint
+    began, so each kill lands in training: in a step, between steps, in a save), each followed by a resume (0 or 2
+    loader workers); the run ends as the reference that never saved mid-epoch and was never killed."""
+    import random
+    rng, run_dir = random.Random(int(os.environ.get("MLPIPE_KILL_SEED", 20261201))), work/"checkpoint/log_steps"
+    ref_seconds = sum(float(r["seconds"]) for r in csv.DictReader(open(work/"checkpoint/log_ref/metrics.csv")))
+    first_save = lambda mask, name: mask & IN_CREATE and name.startswith(".last.pt.tmp")
+    p, kills = start(work, "train", "config.yaml", *ARGS, STEPS, "run_name=steps"), []
+    for i in range(10):
+        delay = rng.uniform(0, ref_seconds / 12)
+        signal_when(p, run_dir, first_save, delay=delay)
+        code, _, err = finish(p)
+        assert code == -signal.SIGKILL, f"kill {i + 1}: the run ended ({code}) first: {err[-2000:]}"
+        mid_write = [f.name for f in run_dir.glob(".last.pt.tmp*")]
+        state = torch.load(run_dir/"last.pt", weights_only=True)
+        kills.append((delay, state["epoch"], state["step"], bool(state["partial"]), mid_write))
+        p = resume(work, run_dir, *([WORKERS2] if i % 2 == 0 else []))
+    code, out, err = finish(p)
+    assert code == 0, err
+    for i, (delay, epoch, step, partial, tmp) in enumerate(kills, 1):
+        print(f"kill {i:2}: {delay:.2f}s after the first save began; last.pt at step {step} "
+              f"({'in epoch ' + str(epoch + 1) if partial else 'after epoch ' + str(epoch)}){'; a temp file left' if tmp else ''}")
+    froms = [json.loads(l)["from_step"] for l in (run_dir/"resumes.jsonl").read_text().splitlines()]
+    assert len(froms) == 10 and any(s % 20 for s in froms), froms  # some resumes went on from the middle of an epoch
+    assert_same_run(run_dir, work/"checkpoint/log_ref")
+
+
+def test_resume_auto_starts_a_run_then_continues_it_until_it_is_finished(work):
+    "`--resume auto`, the same command each time: a new run; killed, it is continued (not a second run); once finished, a new one."
+    auto = ["train", "config.yaml", *ARGS, "run_name=auto", "--resume", "auto"]
+    run_dir = work/"checkpoint/log_auto"
+    p = start(work, *auto)
+    signal_when(p, run_dir, csv_rows_reach(3, run_dir))
+    assert finish(p)[0] == -signal.SIGKILL
+    code, out, err = run(work, *auto)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "checkpoint/log_auto"
+    assert_same_run(run_dir, work/"checkpoint/log_ref")
+    resumed = [json.loads(l) for l in (run_dir/"resumes.jsonl").read_text().splitlines()]
+    assert len(resumed) == 1 and resumed[0]["overrides"] == [], resumed
+    # finished: the same command begins a new run (train.epochs may change: a resume could change it too)
+    code, out, err = run(work, *auto[:-2], "train.epochs=1", "--resume", "auto")
+    assert code == 0, err
+    new = work/out.strip().splitlines()[-1]
+    assert new != run_dir and new.name.startswith("log_auto") and len(rows(new)[1]) == 1
+    assert len(rows(run_dir)[1]) == 8
+    # both runs are of the same experiment (the key leaves out what a resume may change)
+    assert json.loads((new/"env.json").read_text())["config_key"] == json.loads((run_dir/"env.json").read_text())["config_key"]

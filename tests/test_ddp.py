@@ -1,6 +1,6 @@
 """Distributed training through the real `torchrun`: 2 processes on the CPU (gloo), the whole pipeline.
 No GPU here: the nccl path is not exercised."""
-import json, os, shutil, subprocess, sys, time
+import json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -139,3 +139,134 @@ def test_a_failing_rank_ends_the_job(augmented, monkeypatch):
     status = json.loads((augmented/"checkpoint/log_bad/status.json").read_text())
     assert status["status"] == "failed", status  # rank 0's gradient all-reduce failed when rank 1 went away
     print(f"failed job ended in {took:.1f}s with exit status {r.returncode}")
+
+
+# ---- restarts and several machines -------------------------------------------------------------------------------
+
+def workers_of(agent: subprocess.Popen) -> dict:
+    "{RANK: pid} of the worker processes a torchrun agent has started (its children, from /proc)."
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit(): continue
+        try:
+            ppid = int((d/"stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = dict(kv.split("=", 1) for kv in (d/"environ").read_text().split("\0") if "=" in kv)
+        except (OSError, ValueError, IndexError): continue
+        if ppid == agent.pid and "RANK" in env: out[int(env["RANK"])] = int(d.name)
+    return out
+
+def same_weights(a: Path, b: Path) -> float:
+    "The largest |difference| between two checkpoints' weights (0.0: bit for bit)."
+    wa, wb = (torch.load(p, weights_only=True)["model"] for p in (a, b))
+    assert list(wa) == list(wb)
+    return max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa)
+
+def test_max_restarts_with_resume_auto_finishes_as_a_run_never_interrupted(augmented, ddp_run):
+    """`torchrun --max-restarts 1 … mlpipe train CONFIG --resume auto`: rank 1 is killed (SIGKILL) once epoch 1 is saved;
+    the elastic agent restarts both processes, which continue the run from its newest checkpoint: the same weights,
+    bit for bit, as the run of the same config never interrupted."""
+    run_dir = augmented/"checkpoint/log_elastic"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("MLPIPE_DEBUG", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=1",
+           "-m", "mlpipe", "train", "config.yaml", *DDP, "run_name=elastic", "--resume", "auto"]
+    agent = subprocess.Popen(cmd, cwd=augmented, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir/"last.pt").exists():
+            assert agent.poll() is None and time.monotonic() < deadline, agent.stderr.read()[-3000:]
+            time.sleep(0.02)
+        killed = workers_of(agent)[1]
+        os.kill(killed, signal.SIGKILL)
+        out, err = agent.communicate(timeout=180)
+    finally:
+        if agent.poll() is None: agent.kill()
+    assert agent.returncode == 0, err[-3000:]
+    assert out.strip().splitlines()[-1] == "checkpoint/log_elastic", out
+    assert sorted(p.name for p in augmented.glob("checkpoint/log_elastic*")) == ["log_elastic"]  # continued, not begun again
+    resumed = [json.loads(l) for l in (run_dir/"resumes.jsonl").read_text().splitlines()]
+    assert len(resumed) == 1 and resumed[0]["from_epoch"] >= 1, resumed
+    assert list(pd.read_csv(run_dir/"metrics.csv").epoch) == [1, 2]
+    assert same_weights(run_dir/"last.pt", ddp_run/"last.pt") == 0.0
+    print(f"rank 1 (pid {killed}) killed after epoch 1 was saved; restarted from epoch {resumed[0]['from_epoch']}; weights identical")
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def test_two_nodes_train_the_run_of_one_node_with_two_processes(augmented, ddp_run):
+    """Two `torchrun --nnodes 2` launches (as on two machines: one process each, c10d rendezvous on 127.0.0.1) train
+    the run `--nproc 2` trains on one node: one run directory, written by rank 0 alone, the same weights."""
+    port, env = free_port(), {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("MLPIPE_DEBUG", None)
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                               f"--node-rank={rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+                               "--rdzv-id=two-nodes", "-m", "mlpipe", "train", "config.yaml", *DDP, "run_name=nodes"],
+                              cwd=augmented, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for rank in (0, 1)]
+    try: results = [(n.communicate(timeout=240), n.returncode) for n in nodes]
+    finally:
+        for n in nodes:
+            if n.poll() is None: n.kill()
+    for (out, err), code in results: assert code == 0, err[-3000:]
+    printed = [out.strip() for (out, _), _ in results]
+    assert sorted(printed) == ["", "checkpoint/log_nodes"], printed  # the run directory, from rank 0 only
+    run_dir = augmented/"checkpoint/log_nodes"
+    assert sorted(p.name for p in augmented.glob("checkpoint/log_nodes*")) == ["log_nodes"]
+    assert json.loads((run_dir/"env.json").read_text())["world_size"] == 2
+    assert list(pd.read_csv(run_dir/"metrics.csv").epoch) == [1, 2]
+    diff = same_weights(run_dir/"last.pt", ddp_run/"last.pt")
+    assert diff < TOL, diff
+    print(f"two nodes vs one node with two processes: max |Δw| = {diff:.1e}")
+
+def mlpipe_nodes(cwd: Path, port: int, *args, join=10):
+    "`mlpipe train … --nnodes 2 --master 127.0.0.1:PORT` started in `cwd`, as on one machine of two."
+    env = {**os.environ, "MPLBACKEND": "Agg", "MLPIPE_JOIN_TIMEOUT": str(join)}
+    env.pop("MLPIPE_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "mlpipe", "train", "config.yaml", *DDP, *args, "--nnodes", "2",
+                             "--master", f"127.0.0.1:{port}"], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+def test_a_machine_without_the_data_is_named_by_the_others(augmented, tmp_path):
+    "One machine lacks the processed data: it says so; the other, waiting for it, ends within the join timeout naming it."
+    shutil.copy(augmented/"config.yaml", tmp_path/"config.yaml")  # the same config, no data/processed/ there
+    import socket
+    port, start = free_port(), time.monotonic()
+    nodes = [mlpipe_nodes(augmented, port, "run_name=nodata")]
+    while socket.socket().connect_ex(("127.0.0.1", port)):  # the machine with the data listens at --master: it hosts the rendezvous
+        assert nodes[0].poll() is None and time.monotonic() - start < 60, nodes[0].stderr.read()
+        time.sleep(0.05)
+    nodes.append(mlpipe_nodes(tmp_path, port, "run_name=nodata"))
+    (out0, err0), (out1, err1) = (n.communicate(timeout=120) for n in nodes)
+    took = time.monotonic() - start
+    assert nodes[0].returncode != 0 and nodes[1].returncode != 0
+    assert "error: manifest not found: data/processed/v1/manifest.csv" in err1, err1[-2000:]
+    named = re.search(r"error: the distributed job did not start: rank (\d) \(node (\d)\) did not join within 10 s "
+                      r"\(rank \d on [^ ]+ did\)", err0)
+    assert named and named.group(1) == named.group(2), err0[-3000:]
+    assert took < 60, took  # not the 10-minute collective timeout
+    print(f"the machine with the data ended after {took:.0f} s: {named.group(0)}")
+
+def test_a_machine_that_never_joins_gives_one_error_line(augmented):
+    "Alone of two machines: after the join timeout, one error line naming --master (no traceback), no run directory."
+    port = free_port()
+    node = mlpipe_nodes(augmented, port, "run_name=alone", join=5)
+    out, err = node.communicate(timeout=120)
+    assert node.returncode == 1, err[-3000:]
+    assert "Traceback" not in err and "RendezvousTimeoutError" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith(f"error: --master 127.0.0.1:{port}: the 2 machines did not all join within 5 s"), err
+    assert not (augmented/"checkpoint/log_alone").exists()
+
+def test_a_port_in_use_is_refused_before_anything_starts(augmented):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); s.listen()
+        port = s.getsockname()[1]
+        node = mlpipe_nodes(augmented, port, "run_name=port")
+        out, err = node.communicate(timeout=60)
+    assert node.returncode == 2, err
+    assert err.strip().splitlines() == [f"error: --master 127.0.0.1:{port}: port {port} is in use "
+                                        "on this machine (another program, or an earlier job still running): choose "
+                                        "another port, the same on every machine"], err
+    assert not (augmented/"checkpoint/log_port").exists()
