@@ -203,11 +203,9 @@ def cmd_evaluate(args):
     print("\n".join(ev.lines()))
 
 def cmd_sweep(args):
-    if _under_torchrun(): raise ValueError("mlpipe sweep under torchrun would run a separate search in every process; trials "
-                                           "under DDP are not supported yet: run mlpipe sweep without torchrun (--jobs for several trials at once)")
     from mlpipe.sweep import Sweep, summary_lines, sweep
     out = sweep(args.config, args.space, args.trials, args.name, args.overrides, args.jobs, args.storage, args.worker, args.threads)
-    if not args.worker:
+    if not args.worker and _rank() == 0:  # under torchrun: every process trained the trials, rank 0 speaks for them
         print("\n".join(summary_lines(Sweep(out).summary)), file=sys.stderr)
         if (out/"best.yaml").exists(): print(f"best config: {out/'best.yaml'} (mlpipe train {out/'best.yaml'})", file=sys.stderr)
         print(out)

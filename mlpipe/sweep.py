@@ -14,8 +14,8 @@ from .config import ConfigError, dump_config, load_config, yaml_load
 from .core import hold_lock, usable_cores, write_atomic
 
 # %% auto #0
-__all__ = ['FIXED', 'Param', 'parse_param', 'read_space', 'PruneTrial', 'claim_trial', 'trial_values', 'best_value', 'run_trial',
-           'sweep_dir_of', 'sweep', 'write_results', 'summary_lines', 'Sweep']
+__all__ = ['FIXED', 'Param', 'parse_param', 'read_space', 'PruneTrial', 'claim_trial', 'trial_values', 'best_value', 'plan_trial',
+           'tell_trial', 'run_trial', 'sweep_dir_of', 'sweep', 'write_results', 'summary_lines', 'Sweep']
 
 # %% ../nbs/11_sweep.ipynb #056e34fb
 FIXED = ("data", "augment", "split", "seed", "checkpoint", "run_name")  # the same data and run folder for every trial
@@ -183,46 +183,63 @@ def best_value(run_dir, key: str, mode: str) -> float | None:
     if m.empty or key not in m or m[key].isna().all(): return None
     return float(m[key].max() if mode == "max" else m[key].min())
 
-def run_trial(study, trial, params: list[Param], config, overrides, sweep_dir: Path, monitor: tuple[str, str]) -> str:
-    "Train `trial` (or resume it) and tell the study how it ended; its state."
-    import optuna
+def plan_trial(trial, params: list[Param], config, overrides, sweep_dir: Path) -> dict:
+    "How to train `trial`: its number, run directory, `how` (new, resume, ended, failed), the config, an error."
     from mlpipe.callbacks import resume_checkpoint
     from mlpipe.config import load_resume_config
-    from mlpipe.train import train
-    State = optuna.trial.TrialState
     from mlpipe.runs import read_status
-    run_dir, prune = Path(trial.user_attrs["run_dir"]), PruneTrial(trial, monitor[0])
+    run_dir = Path(trial.user_attrs["run_dir"])
+    plan = {"number": trial.number, "run_dir": run_dir, "how": "ended", "cfg": None, "error": None}
     status = read_status(run_dir) if run_dir.is_dir() else {}
-    ended = status.get("status") in ("finished", "pruned") or (status.get("status") == "stopped"
-                                                                and str(status.get("message", "")).startswith("early stopping"))
+    if status.get("status") in ("finished", "pruned") or (status.get("status") == "stopped"
+                                                         and str(status.get("message", "")).startswith("early stopping")):
+        return plan  # it ended before its process could tell the study: told now, not trained on
     try:
-        try: resume_checkpoint(run_dir); resumable = True
-        except (FileNotFoundError, ValueError): resumable = False
-        if ended: pass  # it ended before its process could tell the study: told now, not trained on
-        elif resumable: train(load_resume_config(run_dir, []), resume=run_dir, callbacks=[prune])
+        try: resume_checkpoint(run_dir); plan["how"] = "resume"
+        except (FileNotFoundError, ValueError): plan["how"] = "new"
+        if plan["how"] == "resume": plan["cfg"] = load_resume_config(run_dir, [])
         else:
             shutil.rmtree(run_dir, ignore_errors=True)  # killed before its first checkpoint: nothing to keep
             values = [f"{k}={json.dumps(v)}" for k, v in trial_values(trial, params).items()]
             where = [f"checkpoint.root={sweep_dir}", f"run_name={run_dir.name.removeprefix('log_')}"]
-            train(load_config(config, [*overrides, *values, *where]), callbacks=[prune])
-    except (KeyboardInterrupt, SystemExit): raise  # Ctrl-C: the trial stays running, resumed by the next sweep
-    except ValueError as e:
-        if " is in use by " in str(e): raise  # the processed data is being rewritten: not the trial's fault; it stays running
-        return _failed(study, trial, e)
-    except Exception as e: return _failed(study, trial, e)
+            plan["cfg"] = load_config(config, [*overrides, *values, *where])
+    except Exception as e: plan.update(how="failed", error=f"{type(e).__name__}: {e}")
+    return plan
+
+def tell_trial(study, trial, run_dir: Path, monitor: tuple[str, str], error: str | None = None) -> str:
+    "Tell the study how `trial` ended (its run's status and best monitored value, or `error`); its state."
+    import optuna
+    from mlpipe.runs import read_status
+    State = optuna.trial.TrialState
+    if error is not None: return _failed(study, trial, error)
     if read_status(run_dir).get("status") == "pruned":
         study.tell(trial, state=State.PRUNED); return "pruned"
     value = best_value(run_dir, *monitor)
     if value is None: study.tell(trial, state=State.FAIL); return "fail"
     study.tell(trial, value); return "complete"
 
-def _failed(study, trial, e: Exception) -> str:
-    import optuna
-    trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    print(f"trial {trial.number} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-    return "fail"
+def run_trial(study, trial, params: list[Param], config, overrides, sweep_dir: Path, monitor: tuple[str, str]) -> str:
+    "Train `trial` (or resume it) and tell the study how it ended; its state. Under DDP: every process, `study` and `trial` on rank 0."
+    from mlpipe.distributed import on_main
+    from mlpipe.train import train
+    plan = on_main(plan_trial, trial, params, config, overrides, sweep_dir)  # rank 0 decides; every process gets the plan
+    error = plan["error"]
+    if plan["how"] in ("new", "resume"):
+        prune = [PruneTrial(trial, monitor[0])] if trial is not None else []  # rank 0 decides; the trainer agrees on the stop
+        try: train(plan["cfg"], resume=plan["run_dir"] if plan["how"] == "resume" else None, callbacks=prune)
+        except (KeyboardInterrupt, SystemExit): raise  # Ctrl-C: the trial stays running, resumed by the next sweep
+        except ValueError as e:
+            if " is in use by " in str(e): raise  # the processed data is being rewritten: not the trial's fault; it stays running
+            error = f"{type(e).__name__}: {e}"
+        except Exception as e: error = f"{type(e).__name__}: {e}"
+    return on_main(tell_trial, study, trial, plan["run_dir"], monitor, error)  # rank 0 tells; every process gets the state
 
+def _failed(study, trial, error: str) -> str:
+    import optuna
+    trial.set_user_attr("error", error[:1000])
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    print(f"trial {trial.number} failed: {error}", file=sys.stderr, flush=True)
+    return "fail"
 
 # %% ../nbs/11_sweep.ipynb #3b2882b8
 def sweep_dir_of(cfg, name: str) -> Path:
@@ -236,12 +253,28 @@ def _monitor(cfg) -> tuple[str, str]:
     r = resolve_auto(cfg, ds.info["task"], ds.class_counts())
     return r.monitor.key, r.monitor.mode
 
+def _open_study(name: str, out: Path, storage, sampler, pruner, direction: str, record: dict, same):
+    "The study of the sweep folder `out` (created, or loaded if it agrees with `record`)."
+    import optuna
+    out.mkdir(parents=True, exist_ok=True)
+    with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
+        url = storage or f"sqlite:///{out/'study.db'}"
+        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {})
+        study = optuna.create_study(study_name=name, storage=store, sampler=sampler, pruner=pruner,
+                                    direction="maximize" if direction == "max" else "minimize", load_if_exists=True)
+        was = study.user_attrs.get("sweep")
+        if was is None: study.set_user_attr("sweep", record); write_atomic(out/"sweep.json", json.dumps(record, indent=1).encode())
+        elif not same(was, record):
+            raise ConfigError(f"the sweep {name!r} ({out}) was started with another config, overrides or space (see "
+                              f"{out/'sweep.json'}): rerun it as it was, or give this one another --name")
+    return study
+
 def sweep(config,  # The config file every trial starts from
           space,  # SPACE.yaml
           trials: int = 12,  # Trials in the study in all (finished, pruned, failed and running)
           name: str = "default",  # checkpoint/sweep_<name>/
           overrides=(),  # key=value overrides applied to every trial
-          jobs: int = 1,  # Trials at once, as processes sharing the study
+          jobs: int = 1,  # Trials at once, as processes sharing the study (not under torchrun)
           storage: str | None = None,  # An RDB URL Optuna accepts (several machines); default SQLite in the sweep folder
           worker: bool = False,  # One of `jobs` processes: run trials, leave the summary to the parent
           threads: int | None = None,  # `train.threads` of new trials (a worker's share of the cores); None: the config's
@@ -249,8 +282,12 @@ def sweep(config,  # The config file every trial starts from
     "Search the config keys of `space` with Optuna; returns the sweep folder (study.db, trial runs, best.yaml, plots)."
     try: import optuna
     except ImportError: raise ImportError("mlpipe sweep needs Optuna: pip install 'mlpipe[sweep]' (or optuna)") from None
+    from mlpipe.distributed import cleanup, dist_env, init_distributed, is_main, on_main, process_device
     if not isinstance(trials, int) or trials < 1: raise ConfigError(f"--trials: an integer >= 1, got {trials!r}")
     if not isinstance(jobs, int) or jobs < 1: raise ConfigError(f"--jobs: an integer >= 1, got {jobs!r}")
+    if jobs > 1 and "WORLD_SIZE" in os.environ:  # torchrun sets it in every process it starts
+        raise ConfigError(f"--jobs {jobs}: under torchrun the processes train one trial at a time together (DDP); "
+                          "drop --jobs, or run mlpipe sweep --jobs without torchrun")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)): raise ConfigError(f"--name: letters, digits, _ . - only, got {name!r}")
     cfg = load_config(config, list(overrides))
     params, sampler_spec, pruner_spec = read_space(space, config, list(overrides))
@@ -264,47 +301,48 @@ def sweep(config,  # The config file every trial starts from
     if was is not None and not same(was, record):
         raise ConfigError(f"the sweep {name!r} ({out}) was started with another config, overrides or space (see "
                           f"{out/'sweep.json'}): rerun it as it was, or give this one another --name")
-    if not worker:
-        from mlpipe.augmentation import augment_data
-        print(augment_data(cfg), file=sys.stderr)
-    monitor = _monitor(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
-        url = storage or f"sqlite:///{out/'study.db'}"
-        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {})
-        study = optuna.create_study(study_name=name, storage=store, sampler=sampler,
-                                    pruner=pruner, direction="maximize" if monitor[1] == "max" else "minimize", load_if_exists=True)
-        was = study.user_attrs.get("sweep")
-        if was is None: study.set_user_attr("sweep", record); write_atomic(out/"sweep.json", json.dumps(record, indent=1).encode())
-        elif not same(was, record):
-            raise ConfigError(f"the sweep {name!r} ({out}) was started with another config, overrides or space (see "
-                              f"{out/'sweep.json'}): rerun it as it was, or give this one another --name")
-    if jobs > 1 and not worker:
-        per = max(1, usable_cores() // jobs)  # a thread count recorded in each run: a resume keeps it
-        cmd = [sys.executable, "-m", "mlpipe", "sweep", str(config), str(space), *overrides, "--trials", str(trials),
-               "--name", str(name), "--worker", "--threads", str(per), *(["--storage", storage] if storage else [])]
-        procs = [subprocess.Popen(cmd) for _ in range(jobs)]
-        old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("terminated")))
-        try: codes = [p.wait() for p in procs]
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers stop after their current step, with a checkpoint
-            for p in procs: p.poll() is None and p.send_signal(signal.SIGTERM)
-            for p in procs: p.wait()
-            raise
-        finally: signal.signal(signal.SIGTERM, old)
-        if any(codes): raise ChildProcessError(f"sweep worker processes exited with {codes} (their errors are above)")
-    else:
-        seeded = lambda n: _sampler({**sampler_spec, "seed": sampler_spec.get("seed", cfg.seed) + n}, 0)
-        more = [*overrides, *([f"train.threads={threads}"] if threads else [])]
-        while True:
-            with contextlib.ExitStack() as held:  # the trial's lock, held while it trains
-                with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
-                    trial = claim_trial(study, params, trials, out, held, seeded)
-                if trial is None: break
-                print(f"trial {trial.number}: {trial_values(trial, params)}", file=sys.stderr, flush=True)
-                state = run_trial(study, trial, params, config, more, out, monitor)
-                print(f"trial {trial.number}: {state}", file=sys.stderr, flush=True)
-    if not worker: write_results(study, params, out, cfg)
+    env = dist_env()  # rank 0 of 1 outside torchrun
+    # under torchrun: every process joins once, for the whole sweep (each `train` finds the group and keeps it)
+    joined = init_distributed(process_device(cfg.device, env.local_rank)) if env.world_size > 1 else False
+    try:
+        if not worker:
+            from mlpipe.augmentation import augment_data
+            on_main(lambda: print(augment_data(cfg), file=sys.stderr))  # the others wait for the data
+        monitor = on_main(_monitor, cfg)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        box = {}  # the study, on rank 0 only: the other processes are told what to train
+        on_main(lambda: box.update(study=_open_study(name, out, storage, sampler, pruner, monitor[1], record, same)))
+        study = box.get("study")
+        if jobs > 1 and not worker:
+            per = max(1, usable_cores() // jobs)  # a thread count recorded in each run: a resume keeps it
+            cmd = [sys.executable, "-m", "mlpipe", "sweep", str(config), str(space), *overrides, "--trials", str(trials),
+                   "--name", str(name), "--worker", "--threads", str(per), *(["--storage", storage] if storage else [])]
+            procs = [subprocess.Popen(cmd) for _ in range(jobs)]
+            old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("terminated")))
+            try: codes = [p.wait() for p in procs]
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers stop after their current step, with a checkpoint
+                for p in procs: p.poll() is None and p.send_signal(signal.SIGTERM)
+                for p in procs: p.wait()
+                raise
+            finally: signal.signal(signal.SIGTERM, old)
+            if any(codes): raise ChildProcessError(f"sweep worker processes exited with {codes} (their errors are above)")
+        else:
+            seeded = lambda n: _sampler({**sampler_spec, "seed": sampler_spec.get("seed", cfg.seed) + n}, 0)
+            more = [*overrides, *([f"train.threads={threads}"] if threads else [])]
+            while True:
+                with contextlib.ExitStack() as held:  # the trial's lock (rank 0's), held while it trains
+                    def claim():  # rank 0: the next trial's number, or None when the sweep is over
+                        with hold_lock(out/".ask.lock", f"the sweep {out}", wait=True):
+                            box["trial"] = t = claim_trial(study, params, trials, out, held, seeded)
+                        if t is not None: print(f"trial {t.number}: {trial_values(t, params)}", file=sys.stderr, flush=True)
+                        return None if t is None else t.number
+                    number = on_main(claim)
+                    if number is None: break
+                    state = run_trial(study, box.get("trial"), params, config, more, out, monitor)
+                    if is_main(): print(f"trial {number}: {state}", file=sys.stderr, flush=True)
+        if not worker: on_main(write_results, study, params, out, cfg)  # the others return once it is written
+    finally:
+        if joined: cleanup()
     return out
 
 # %% ../nbs/11_sweep.ipynb #c4349ee7
