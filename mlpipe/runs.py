@@ -128,11 +128,25 @@ def test_score(run_dir: Path, key: str) -> float | None:
     v = scores.get(key.removeprefix("val_"))
     return float(v) if isinstance(v, (int, float)) else None
 
+def _trial_params(run_dir: Path) -> str:
+    "A sweep trial's values of the searched keys (its sweep's `sweep.json` names them, its snapshot holds them)."
+    try: space = json.loads((Path(run_dir).parent/"sweep.json").read_text()).get("space") or {}
+    except (OSError, ValueError, AttributeError): return ""
+    snap, out = read_config(run_dir), []
+    for key in space:
+        node = snap
+        for part in key.split("."): node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if key not in ("sampler", "pruner") and node is not KeyError: out.append(f"{key}={json.dumps(node, default=str)}")
+    return " ".join(out)
+
 def list_runs(root: Path = Path("checkpoint")) -> pd.DataFrame:
-    "A table of the runs under `root`, by name (default names are timestamps, so oldest first)."
+    "A table of the runs under `root`, by name (default names are timestamps, so oldest first), then the sweeps' trials."
     cols = ["run", "date", "epochs", "monitor", "best", "test", "status"]
     dirs = sorted(d for d in Path(root).glob("log_*") if d.is_dir())
-    return pd.DataFrame([run_summary(d) for d in dirs], columns=cols)
+    trials = sorted(d for d in Path(root).glob("sweep_*/log_*") if d.is_dir())  # `mlpipe sweep`'s runs, one per trial
+    rows = [run_summary(d) for d in dirs] + [
+        {**run_summary(d), "run": f"{d.parent.name}/{d.name.removeprefix('log_')}", "params": _trial_params(d)} for d in trials]
+    return pd.DataFrame(rows, columns=cols + (["params"] if trials else []))
 
 # %% ../nbs/07_runs.ipynb #d4cf0908
 class Run:
@@ -157,7 +171,7 @@ class Run:
 # %% ../nbs/07_runs.ipynb #9eb89476
 def resolve_run(run: str | Path, root: str | Path = "checkpoint") -> Path:
     "The run directory `run` names: a path, or `<root>/log_<run>` (the name `mlpipe runs` prints), or `<root>/<run>`."
-    for d in (Path(run), Path(root)/f"log_{run}", Path(root)/str(run)):
+    for d in (Path(run), Path(root)/f"log_{run}", Path(root)/str(run), Path(root)/Path(str(run)).parent/f"log_{Path(str(run)).name}"):
         if d.is_dir(): return d
     raise FileNotFoundError(f"run not found: {run} (neither a directory nor {Path(root)/f'log_{run}'})")
 
