@@ -75,22 +75,26 @@ def init_distributed(device: torch.device,  # This process's device (see `proces
     if missing: raise ValueError(f"WORLD_SIZE={env.world_size} but {' and '.join(missing)} not set: start the job with "
                                  "torchrun (or `mlpipe train CONFIG --nproc N`)")
     timeout = float(timeout_s if timeout_s is not None else os.environ.get("MLPIPE_DIST_TIMEOUT", 600))
-    wait_for_all(env, float(os.environ.get("MLPIPE_JOIN_TIMEOUT", 300)))
+    store = None
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":  # under torchrun: meet in its agent's store
+        # under a prefix of this job and this restart: a job restarted by `--max-restarts` must not read the addresses
+        # its killed processes left there (measured: both new processes then connect to dead ports, and the restart fails)
+        prefix = f"mlpipe/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        store = dist.PrefixStore(prefix, dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                                       is_master=False, timeout=timedelta(seconds=timeout)))
+        wait_for_all(env, store, float(os.environ.get("MLPIPE_JOIN_TIMEOUT", 300)))
     device = torch.device(device)
     if device.type == "cuda": torch.cuda.set_device(device)  # nccl and the object collectives use the current device
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=env.rank, world_size=env.world_size,
-                            timeout=timedelta(seconds=timeout))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store, rank=env.rank,
+                            world_size=env.world_size, timeout=timedelta(seconds=timeout))
     return True
 
 class JoinTimeout(ConnectionError):
     "Not every process of a distributed job got to the start within the join timeout; the message names those missing."
 
-def wait_for_all(env: DistEnv, timeout_s: float):
-    "Under torchrun: wait until every process has come this far, or raise `JoinTimeout` naming the ranks and nodes missing."
-    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True": return  # no agent's store to meet in
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                          timeout=timedelta(seconds=timeout_s))
-    prefix = f"mlpipe/join/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+def wait_for_all(env: DistEnv, store, timeout_s: float):
+    "Wait until every process has checked in at `store`, or raise `JoinTimeout` naming the ranks and nodes missing."
+    prefix = "join"
     store.set(f"{prefix}/{env.rank}", socket.gethostname())
     deadline, per_node = time.monotonic() + timeout_s, int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     while True:
