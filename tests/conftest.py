@@ -32,6 +32,11 @@ def run_mlpipe(*args, cwd, timeout=300, env=None):
 TINY = ["augment.workers=1", "augment.copies=1", "train.epochs=2", "train.progress=false",
         "model.backbone={name: small_cnn, channels: [8, 16]}", "early_stop.patience=null"]
 
+def ok(r):
+    "Assert a `run_mlpipe` result exited 0 (its stderr as the message); returns it."
+    assert r.returncode == 0, r.stderr
+    return r
+
 def new_project(root: Path, digits_raw: Path) -> Path:
     "A user's project folder at `root`: the repo's config.yaml and the raw digits in data/raw/digits."
     shutil.copy(REPO/"config.yaml", root/"config.yaml")

@@ -5,13 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, run_mlpipe, new_project
+from conftest import REPO, TINY, run_mlpipe, new_project, ok
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # for the mlflow imported here to read results back
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    return r
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, digits_raw):

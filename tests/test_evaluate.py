@@ -7,12 +7,7 @@ import csv, json, os, re
 from pathlib import Path
 import pandas as pd
 import pytest
-from conftest import TINY, new_project, run_mlpipe
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    return r
+from conftest import TINY, new_project, run_mlpipe, ok
 
 def manifest(work: Path) -> pd.DataFrame: return pd.read_csv(work/"data/processed/v1/manifest.csv")
 

@@ -7,14 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, new_project, run_mlpipe
+from conftest import TINY, new_project, run_mlpipe, ok
 
 pytest.importorskip("safetensors")
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    return r
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, digits_raw):

@@ -2,12 +2,7 @@
 in every verb, NAME:best beside NAME:latest, a suggestion for a registry typo, compare printing values as written."""
 import json, subprocess, sys
 import pytest
-from conftest import TINY, new_project, run_mlpipe
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    return r
+from conftest import TINY, new_project, run_mlpipe, ok
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, digits_raw):

@@ -4,14 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_mlpipe
+from conftest import REPO, run_mlpipe, ok
 
 SMALL = ["augment.workers=1", "augment.copies=0", "train.progress=false", "early_stop.patience=null",
          "model.backbone={name: resnet, widths: [8, 16]}", "train.epochs=2"]
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    return r
 
 def write_letters(dest: Path):
     "Another real data set with other classes: the digits 7, 8 and 9 of scikit-learn's second half, named as words."

@@ -7,12 +7,7 @@ import hashlib, os, shutil
 from pathlib import Path
 import pytest
 import torch
-from conftest import TINY, new_project, run_mlpipe
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr
-    return r
+from conftest import TINY, new_project, run_mlpipe, ok
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, digits_raw):
