@@ -6,7 +6,7 @@ Docs: https://mlpipe.github.io/mlpipe/distributed.html.md"""
 
 # %% ../nbs/03c_distributed.ipynb #23618aea
 from __future__ import annotations
-import errno, os, pickle, socket, subprocess, sys, time
+import errno, gc, os, pickle, socket, subprocess, sys, time
 from datetime import timedelta
 from typing import NamedTuple
 import numpy as np
@@ -134,7 +134,9 @@ def barrier():
 
 def cleanup():
     "Leave the process group (if there is one)."
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()): return
+    gc.collect()  # DDP wrappers no longer reachable (a sweep's earlier trials) let go of the group first: `Trainer.drop_ddp`
+    dist.destroy_process_group()
 
 # %% ../nbs/03c_distributed.ipynb #123194f8
 def _portable(e: Exception) -> Exception:

@@ -252,7 +252,8 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                 status.update(end="pruned" if any(getattr(cb, "pruned", False) for cb in callbacks) else "stopped",
                               message=trainer.stop_reason)
         if is_main(): plot_metrics(run_dir)
-        if joined: barrier(); cleanup()  # every process returns once rank 0 has written everything
+        if joined:  # every process returns once rank 0 has written everything
+            barrier(); trainer.drop_ddp(); cleanup()
         stop = next(cb for cb in trainer.callbacks if isinstance(cb, StopOnSignal))
         if stop.stopped and trainer.stop_reason:  # a signal: exit as a stopped run, saying how to go on
             raise Interrupted(f"{trainer.stop_reason}; {run_dir/'last.pt'} holds the run so far\n"

@@ -309,6 +309,13 @@ class Trainer:
         ends_group = self._accumulated + 1 == self.accum_steps or self.iter + 1 == (self._n_batches or self.iter + 1)
         return self._ddp.no_sync() if self.ddp and train and not ends_group else contextlib.nullcontext()
 
+    def drop_ddp(self):
+        """Let go of the DDP wrapper (training goes on, if ever, without it). Its reducer holds the process group, and
+        freeing it as the last holder ends the group with the GIL held while gloo's threads wait for the GIL: a
+        deadlock (pytorch/pytorch#56297; seen in CI at `train`'s return). Dropped before `destroy_process_group`, the
+        group ends there instead, with the GIL released."""
+        self.ddp, self._ddp, self.model = False, None, self.eval_model
+
     def _autocast(self):
         if self.amp is None: return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
