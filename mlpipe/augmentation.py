@@ -948,12 +948,27 @@ class _NoBar:
     def update(self, n=1): pass
     def close(self): pass
 
+class _Lines:
+    "Progress as a line every `every` seconds, for a log, a pipe, CI or nohup: done/total, items/s, ETA."
+    def __init__(self, total: int, every: float = 10.0, out=None):
+        self.total, self.every, self.out, self.done = total, every, out or sys.stderr, 0
+        self.start = self.last = time.monotonic()
+    def update(self, n=1):
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < self.every or self.done >= self.total: return  # the summary follows the last item
+        self.last, rate = now, self.done / max(now - self.start, 1e-9)
+        eta = round((self.total - self.done) / rate)
+        self.out.write(f"augment: {self.done:,}/{self.total:,} items  {rate:,.0f} items/s  ETA {eta // 60}:{eta % 60:02d}\n")
+        self.out.flush()
+    def close(self): pass
+
 def _progress_bar(total: int, progress: bool | None):
-    "A tqdm bar on stderr when wanted and available, else an object that does nothing."
-    if progress is None: progress = sys.stderr.isatty()
-    if not progress: return _NoBar()
+    "A tqdm bar (items/s, ETA) on a terminal; a line every 10 s elsewhere; nothing when `progress` is False."
+    if progress is False: return _NoBar()
+    if progress is None and not sys.stderr.isatty(): return _Lines(total)
     try: from tqdm import tqdm
-    except ImportError: return _NoBar()
+    except ImportError: return _Lines(total)
     return tqdm(total=total, unit="item", desc="augment", leave=False)
 
 def _process_chunk(pairs: list, job: ItemJob) -> list[ItemResult]:
