@@ -1,5 +1,5 @@
 "Shared fixtures: a small real data set (scikit-learn's digits) written as a class-folder tree of PNG files."
-import os, shutil, subprocess, sys
+import os, shutil, signal, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -22,11 +22,28 @@ def digits_raw(tmp_path_factory):
     "40 real digits per class (400 PNGs)."
     return write_digit_pngs(tmp_path_factory.mktemp("raw")/"digits", 40)
 
+def kill_group(p: subprocess.Popen):
+    "SIGKILL the session `p` leads (started with `start_new_session=True`): the process and all it started."
+    try: os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError): pass
+
+def run_group(cmd, *, timeout, **kw) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, capture_output=True, text=True, timeout=…)` in a session of its own: on a timeout the whole
+    group is killed, torchrun's workers with their agent, so no process outlives its test to slow the ones after it
+    (a hung job's workers, orphaned by `subprocess.run`, once kept a core busy for the rest of a CI run)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw) as p:
+        try: out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(p); out, err = p.communicate()
+            raise subprocess.TimeoutExpired(cmd, timeout, out, err) from None
+        finally: kill_group(p)  # anything it left behind
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
 def run_mlpipe(*args, cwd, timeout=300, env=None):
     "Run the `mlpipe` command as a user would, in a subprocess (`env`: variables to add)."
     env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     env.pop("MLPIPE_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "mlpipe", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return run_group([sys.executable, "-m", "mlpipe", *map(str, args)], cwd=cwd, timeout=timeout, env=env)
 
 # Small, fast settings on top of the repository's own config.yaml.
 TINY = ["augment.workers=1", "augment.copies=1", "train.epochs=2", "train.progress=false",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, run_mlpipe, new_project
+from conftest import REPO, TINY, kill_group, run_group, run_mlpipe, new_project
 
 # Validation in batches of 8 over 43 samples: the two processes see 22 and 21 (3 batches each), so a padded
 # sampler would count one sample twice.
@@ -16,7 +16,7 @@ def torchrun(*args, cwd, nproc=2, timeout=240, env=None):
     env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     env.pop("MLPIPE_DEBUG", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "mlpipe", *map(str, args)]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return run_group(cmd, cwd=cwd, timeout=timeout, env=env)
 
 def last_line(r): return r.stdout.strip().splitlines()[-1]
 
@@ -172,7 +172,8 @@ def test_max_restarts_with_resume_auto_finishes_as_a_run_never_interrupted(augme
     env.pop("MLPIPE_DEBUG", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=1",
            "-m", "mlpipe", "train", "config.yaml", *DDP, "run_name=elastic", "--resume", "auto"]
-    agent = subprocess.Popen(cmd, cwd=augmented, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    agent = subprocess.Popen(cmd, cwd=augmented, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not (run_dir/"last.pt").exists():
@@ -180,9 +181,12 @@ def test_max_restarts_with_resume_auto_finishes_as_a_run_never_interrupted(augme
             time.sleep(0.02)
         killed = workers_of(agent)[1]
         os.kill(killed, signal.SIGKILL)
-        out, err = agent.communicate(timeout=180)
+        try: out, err = agent.communicate(timeout=180)
+        except subprocess.TimeoutExpired as e:  # say where the job stood: the agent's and both ranks' last lines
+            kill_group(agent); out, err = agent.communicate()
+            raise AssertionError(f"the restarted job did not end within 180 s:\n{err[-6000:]}") from None
     finally:
-        if agent.poll() is None: agent.kill()
+        kill_group(agent)
     assert agent.returncode == 0, err[-12000:]
     assert out.strip().splitlines()[-1] == "checkpoint/log_elastic", out
     assert sorted(p.name for p in augmented.glob("checkpoint/log_elastic*")) == ["log_elastic"]  # continued, not begun again
@@ -205,12 +209,13 @@ def test_two_nodes_train_the_run_of_one_node_with_two_processes(augmented, ddp_r
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
                                f"--node-rank={rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
                                "--rdzv-id=two-nodes", "-m", "mlpipe", "train", "config.yaml", *DDP, "run_name=nodes"],
-                              cwd=augmented, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              cwd=augmented, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True)
              for rank in (0, 1)]
     try: results = [(n.communicate(timeout=240), n.returncode) for n in nodes]
     finally:
         for n in nodes:
-            if n.poll() is None: n.kill()
+            kill_group(n)
     for (out, err), code in results: assert code == 0, err[-3000:]
     printed = [out.strip() for (out, _), _ in results]
     assert sorted(printed) == ["", "checkpoint/log_nodes"], printed  # the run directory, from rank 0 only
@@ -228,7 +233,7 @@ def mlpipe_nodes(cwd: Path, port: int, *args, join=10):
     env.pop("MLPIPE_DEBUG", None)
     return subprocess.Popen([sys.executable, "-m", "mlpipe", "train", "config.yaml", *DDP, *args, "--nnodes", "2",
                              "--master", f"127.0.0.1:{port}"], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 def test_a_machine_without_the_data_is_named_by_the_others(augmented, tmp_path):
     "One machine lacks the processed data: it says so; the other, waiting for it, ends within the join timeout naming it."
@@ -240,7 +245,9 @@ def test_a_machine_without_the_data_is_named_by_the_others(augmented, tmp_path):
         assert nodes[0].poll() is None and time.monotonic() - start < 60, nodes[0].stderr.read()
         time.sleep(0.05)
     nodes.append(mlpipe_nodes(tmp_path, port, "run_name=nodata"))
-    (out0, err0), (out1, err1) = (n.communicate(timeout=120) for n in nodes)
+    try: (out0, err0), (out1, err1) = (n.communicate(timeout=120) for n in nodes)
+    finally:
+        for n in nodes: kill_group(n)
     took = time.monotonic() - start
     assert nodes[0].returncode != 0 and nodes[1].returncode != 0
     assert "error: manifest not found: data/processed/v1/manifest.csv" in err1, err1[-2000:]
@@ -254,7 +261,8 @@ def test_a_machine_that_never_joins_gives_one_error_line(augmented):
     "Alone of two machines: after the join timeout, one error line naming --master (no traceback), no run directory."
     port = free_port()
     node = mlpipe_nodes(augmented, port, "run_name=alone", join=5)
-    out, err = node.communicate(timeout=120)
+    try: out, err = node.communicate(timeout=120)
+    finally: kill_group(node)
     assert node.returncode == 1, err[-3000:]
     assert "Traceback" not in err and "RendezvousTimeoutError" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith(f"error: --master 127.0.0.1:{port}: the 2 machines did not all join within 5 s"), err
@@ -266,7 +274,8 @@ def test_a_port_in_use_is_refused_before_anything_starts(augmented):
         s.bind(("127.0.0.1", 0)); s.listen()
         port = s.getsockname()[1]
         node = mlpipe_nodes(augmented, port, "run_name=port")
-        out, err = node.communicate(timeout=60)
+        try: out, err = node.communicate(timeout=60)
+        finally: kill_group(node)
     assert node.returncode == 2, err
     assert err.strip().splitlines() == [f"error: --master 127.0.0.1:{port}: port {port} is in use "
                                         "on this machine (another program, or an earlier job still running): choose "

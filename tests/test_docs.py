@@ -1,7 +1,7 @@
 """The documentation site in a real browser: `python tools/docs.py` builds _docs/, a local server serves it, and Debian's
 headless Chromium loads every page. Each page must have its title, an API section for every public function and class
 of its module (where nbdev's doc links point), images that load, and no internal link that leads nowhere."""
-import base64, html, importlib, importlib.util, os, re, shutil, subprocess, sys
+import base64, html, importlib, importlib.util, os, re, shutil, subprocess, sys, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from html.parser import HTMLParser
@@ -75,8 +75,9 @@ def browser(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"): pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    base = tmp_path_factory.getbasetemp()  # made here, once: mktemp from two threads at once raced to make it
     def run(*args):
-        profile = tmp_path_factory.mktemp("chromium-profile")
+        profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=base))
         r = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, f"chromium {args}: exit {r.returncode}\n{r.stderr[-2000:]}"
         return r.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY, run_mlpipe
+from conftest import TINY, run_group, run_mlpipe
 
 SPACE = "optim.lr: {low: 1.0e-3, high: 3.0e-2, log: true}\noptim.weight_decay: {low: 1.0e-5, high: 1.0e-1, log: true}\n" \
         "model.backbone.channels: {choices: [[8], [8, 16]]}\n"
@@ -58,7 +58,7 @@ def test_kill_9_at_random_moments_then_the_same_command(project):
         try: p.wait(t)
         except subprocess.TimeoutExpired: p.send_signal(signal.SIGKILL); p.wait()
     print(f"killed at {moments} s after each start")
-    r = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=env, timeout=600)
+    r = run_group(cmd, cwd=project, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     summary = json.loads((project/"checkpoint/sweep_k/summary.json").read_text())
     trials = summary["trials"]
@@ -85,9 +85,8 @@ def test_jobs_share_one_study(project):
 def test_jobs_under_torchrun_are_refused(project):
     "Under torchrun the processes train one trial at a time together: --jobs gets one error line, and nothing is written."
     (project/"space.yaml").write_text(SPACE)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "mlpipe", "sweep",
-                        "config.yaml", "space.yaml", *BASE, "--jobs", "2"], cwd=project, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "MPLBACKEND": "Agg"})
+    r = run_group([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "mlpipe", "sweep",
+                   "config.yaml", "space.yaml", *BASE, "--jobs", "2"], cwd=project, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert r.returncode != 0 and len(errors) == 1 and errors[0].startswith("error: --jobs 2: under torchrun"), r.stderr
     assert not (project/"checkpoint").exists() and not (project/"data/processed").exists()
@@ -96,8 +95,8 @@ def _torchrun(*args, cwd, timeout=300):
     "`torchrun --standalone --nproc_per_node=2 ARGS`: 2 gloo processes on the CPU."
     env = {**os.environ, "MPLBACKEND": "Agg"}
     env.pop("MLPIPE_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)],
+                     cwd=cwd, timeout=timeout, env=env)
 
 def test_a_ddp_sweep_trains_each_trial_on_both_ranks(project):
     "2 processes, 2 trials: each trial one run of world size 2 with its values; the best one trains again to the same weights."
