@@ -964,9 +964,10 @@ class _Lines:
     def close(self): pass
 
 def _progress_bar(total: int, progress: bool | None):
-    "A tqdm bar (items/s, ETA) on a terminal; a line every 10 s elsewhere; nothing when `progress` is False."
+    "A tqdm bar (items/s, ETA) on a terminal; a line every 10 s in a log or a pipe; nothing in a notebook or when False."
     if progress is False: return _NoBar()
-    if progress is None and not sys.stderr.isatty(): return _Lines(total)
+    if progress is None and not sys.stderr.isatty():  # IPython: a notebook, or the README and docs builds' outputs
+        return _NoBar() if "IPython" in sys.modules else _Lines(total)
     try: from tqdm import tqdm
     except ImportError: return _Lines(total)
     return tqdm(total=total, unit="item", desc="augment", leave=False)
