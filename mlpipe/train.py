@@ -247,7 +247,10 @@ def train(cfg: Config,  # A resolved config (see `load_config`)
                           grad_clip=cfg.train.grad_clip, accum_steps=cfg.train.accum_steps, amp=cfg.train.amp,
                           compile=cfg.train.compile, ddp=ddp)
         with run_status(run_dir, resumed=bool(resume)) if is_main() else nullcontext({}) as status:
-            trainer.fit(train_dl, val_dl, cfg.train.epochs, resume=resume_from)
+            try: trainer.fit(train_dl, val_dl, cfg.train.epochs, resume=resume_from)
+            except BaseException:
+                trainer.drop_ddp()  # not freed last, after the group, as the error's traceback goes (see below)
+                raise
             if trainer.stop_reason:
                 status.update(end="pruned" if any(getattr(cb, "pruned", False) for cb in callbacks) else "stopped",
                               message=trainer.stop_reason)
