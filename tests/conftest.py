@@ -22,21 +22,38 @@ def digits_raw(tmp_path_factory):
     "40 real digits per class (400 PNGs)."
     return write_digit_pngs(tmp_path_factory.mktemp("raw")/"digits", 40)
 
+def descendants(pid: int) -> list[int]:
+    "Every process below `pid`, from /proc (children, their children, …)."
+    children = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit(): continue
+        try: children.setdefault(int((d/"stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d.name))
+        except (OSError, ValueError, IndexError): continue
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids; todo += kids
+    return found
+
 def kill_group(p: subprocess.Popen):
-    "SIGKILL the session `p` leads (started with `start_new_session=True`): the process and all it started."
-    try: os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError): pass
+    """SIGKILL `p`, every process below it, and their sessions. torchrun starts each worker in a session of its own,
+    so killing `p`'s session alone (started with `start_new_session=True`) would leave them running. Nothing once `p`
+    has ended: its pid, and those of the orphans it left, may be another process's by then (pytest runs two files at once)."""
+    if p.poll() is not None: return
+    for pid in [*descendants(p.pid), p.pid]:  # found before anything dies: an orphan's parent is no longer known
+        for kill in (os.killpg, os.kill):
+            try: kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError): pass
 
 def run_group(cmd, *, timeout, **kw) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, capture_output=True, text=True, timeout=…)` in a session of its own: on a timeout the whole
     group is killed, torchrun's workers with their agent, so no process outlives its test to slow the ones after it
-    (a hung job's workers, orphaned by `subprocess.run`, once kept a core busy for the rest of a CI run)."""
+    (a hung job's workers, orphaned by `subprocess.run`'s kill of their agent alone, ran on beside the later tests)."""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw) as p:
         try: out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill_group(p); out, err = p.communicate()
+            kill_group(p); out, err = p.communicate(timeout=30)
             raise subprocess.TimeoutExpired(cmd, timeout, out, err) from None
-        finally: kill_group(p)  # anything it left behind
     return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 def run_mlpipe(*args, cwd, timeout=300, env=None):

@@ -183,7 +183,7 @@ def test_max_restarts_with_resume_auto_finishes_as_a_run_never_interrupted(augme
         os.kill(killed, signal.SIGKILL)
         try: out, err = agent.communicate(timeout=180)
         except subprocess.TimeoutExpired as e:  # say where the job stood: the agent's and both ranks' last lines
-            kill_group(agent); out, err = agent.communicate()
+            kill_group(agent); out, err = agent.communicate(timeout=30)
             raise AssertionError(f"the restarted job did not end within 180 s:\n{err[-6000:]}") from None
     finally:
         kill_group(agent)
