@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 
-from .core import hold_lock, import_obj, write_atomic
+from .core import clock_text, hold_lock, import_obj, write_atomic
 from . import packed as packs, profile as prof, tables
 
 # %% auto #0
@@ -958,8 +958,8 @@ class _Lines:
         now = time.monotonic()
         if now - self.last < self.every or self.done >= self.total: return  # the summary follows the last item
         self.last, rate = now, self.done / max(now - self.start, 1e-9)
-        eta = round((self.total - self.done) / rate)
-        self.out.write(f"augment: {self.done:,}/{self.total:,} items  {rate:,.0f} items/s  ETA {eta // 60}:{eta % 60:02d}\n")
+        eta = clock_text((self.total - self.done) / rate)
+        self.out.write(f"augment: {self.done:,}/{self.total:,} items  {rate:,.0f} items/s  ETA {eta}\n")
         self.out.flush()
     def close(self): pass
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import torch
 from torch.optim import lr_scheduler
-from .core import write_atomic
+from .core import clock_text, write_atomic
 from .trainer import Callback, CancelFitException, save_checkpoint, load_checkpoint
 
 # %% auto #0
@@ -354,8 +354,7 @@ def _bar(total, desc: str, file):
 
 def eta_text(times: list, left: int) -> str:
     "`m:ss` for `left` more epochs at the mean of the epoch `times` so far."
-    eta = round(sum(times) / len(times) * left) if times else 0
-    return f"{eta // 60}:{eta % 60:02d}"
+    return clock_text(sum(times) / len(times) * left if times else 0)
 
 class ProgressBar(Callback):
     "One summary line per epoch (values, time, ETA) wherever the output goes; a progress bar over the batches on a terminal."

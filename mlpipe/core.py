@@ -12,7 +12,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['THREAD_VARS', 'import_obj', 'trusted_modules', 'untrusted', 'check_trusted', 'fsync_dir', 'temp_name', 'link_file',
            'write_atomic', 'hold_lock', 'cgroup_cpu_quota', 'usable_cores', 'free_cores', 'thread_count',
-           'pick_threads']
+           'pick_threads', 'clock_text']
 
 # %% ../nbs/00_core.ipynb #83d91486
 def import_obj(path: str):
@@ -228,3 +228,9 @@ def pick_threads(setting,  # `train.threads`: 'auto', a number, or None (torch's
     if set_by := [f"{v}={environ[v]}" for v in THREAD_VARS if environ.get(v)]: return None, ", ".join(set_by)
     usable, free = usable_cores(), free_cores()
     return thread_count(usable, free, workers), f"auto: {free:.1f} of {usable} cores free, {workers} loader workers"
+
+# %% ../nbs/00_core.ipynb #c10c0a02
+def clock_text(seconds: float) -> str:
+    "`seconds` as `m:ss`, rounded to the second."
+    s = round(seconds)
+    return f"{s // 60}:{s % 60:02d}"
