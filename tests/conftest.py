@@ -22,14 +22,18 @@ def digits_raw(tmp_path_factory):
     "40 real digits per class (400 PNGs)."
     return write_digit_pngs(tmp_path_factory.mktemp("raw")/"digits", 40)
 
-def descendants(pid: int) -> list[int]:
-    "Every process below `pid`, from /proc (children, their children, …)."
+def child_pids() -> dict[int, list[int]]:
+    "{parent pid: [its children's pids]} of every process, from /proc."
     children = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit(): continue
         try: children.setdefault(int((d/"stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d.name))
         except (OSError, ValueError, IndexError): continue
-    found, todo = [], [pid]
+    return children
+
+def descendants(pid: int) -> list[int]:
+    "Every process below `pid` (children, their children, …)."
+    children, found, todo = child_pids(), [], [pid]
     while todo:
         kids = children.get(todo.pop(), [])
         found += kids; todo += kids
@@ -47,8 +51,8 @@ def kill_group(p: subprocess.Popen):
 
 def run_group(cmd, *, timeout, **kw) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, capture_output=True, text=True, timeout=…)` in a session of its own: on a timeout the whole
-    group is killed, torchrun's workers with their agent, so no process outlives its test to slow the ones after it
-    (a hung job's workers, orphaned by `subprocess.run`'s kill of their agent alone, ran on beside the later tests)."""
+    group is killed, torchrun's workers with their agent, so no process outlives its test (a hung job's workers,
+    orphaned by `subprocess.run`'s kill of their agent alone, ran on beside the later tests)."""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw) as p:
         try: out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, kill_group, run_group, run_mlpipe, new_project
+from conftest import REPO, TINY, child_pids, kill_group, run_group, run_mlpipe, new_project
 
 # Validation in batches of 8 over 43 samples: the two processes see 22 and 21 (3 batches each), so a padded
 # sampler would count one sample twice.
@@ -148,13 +148,10 @@ def test_a_failing_rank_ends_the_job(augmented, monkeypatch):
 def workers_of(agent: subprocess.Popen) -> dict:
     "{RANK: pid} of the worker processes a torchrun agent has started (its children, from /proc)."
     out = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit(): continue
-        try:
-            ppid = int((d/"stat").read_text().rsplit(")", 1)[1].split()[1])
-            env = dict(kv.split("=", 1) for kv in (d/"environ").read_text().split("\0") if "=" in kv)
-        except (OSError, ValueError, IndexError): continue
-        if ppid == agent.pid and "RANK" in env: out[int(env["RANK"])] = int(d.name)
+    for pid in child_pids().get(agent.pid, []):
+        try: env = dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
+        except OSError: continue
+        if "RANK" in env: out[int(env["RANK"])] = pid
     return out
 
 def same_weights(a: Path, b: Path) -> float:
@@ -182,7 +179,7 @@ def test_max_restarts_with_resume_auto_finishes_as_a_run_never_interrupted(augme
         killed = workers_of(agent)[1]
         os.kill(killed, signal.SIGKILL)
         try: out, err = agent.communicate(timeout=180)
-        except subprocess.TimeoutExpired as e:  # say where the job stood: the agent's and both ranks' last lines
+        except subprocess.TimeoutExpired:  # say where the job stood: the agent's and both ranks' last lines
             kill_group(agent); out, err = agent.communicate(timeout=30)
             raise AssertionError(f"the restarted job did not end within 180 s:\n{err[-6000:]}") from None
     finally:
