@@ -30,8 +30,5 @@ gate "the docs build" python tools/docs.py
 echo "ok: every notebook ran as a test, and the docs site is built in _docs/, in $(( $(date +%s) - start )) s"
 # The test files on 2 processes (pytest-xdist; a file's tests stay together, with their module fixtures): much of a
 # test's time is spent waiting on the mlpipe processes it starts, so two at once took 0.6x the time of one (983 s
-# against 1640 s, this 2-core machine). The longest files go first, so that no long one is left to run alone at the end.
-LONGEST_FIRST="crash realdata promises sweep after_training modalities ddp install evaluate trust cli frictions export docs"
-order=$(for f in $LONGEST_FIRST; do echo "tests/test_$f.py"; done; ls tests/test_*.py | grep -v -x -F "$(for f in $LONGEST_FIRST; do echo "tests/test_$f.py"; done)")
-if [ "$#" -eq 0 ]; then set -- $order; fi
+# against 1640 s, this 2-core machine).
 pytest -q -n 2 --dist loadfile --durations=15 "$@"
