@@ -158,6 +158,9 @@ def claim_trial(study, params: list[Param], n_trials: int, out: Path, stack,
     here = socket.gethostname()
     for t in trials:  # a running trial whose lock nobody holds: its process died (a lock dies with its process)
         if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("host", here) == here and _trial_lock(out, t.number, stack):
+            # sampled with its own seed, as its first process did: the values that process drew or would have drawn.
+            # With the seed of this process's start, an orphan killed before its values were stored drew trial 0's again
+            if sampler_for is not None: study.sampler = sampler_for(t.number)
             trial = optuna.trial.Trial(study, t._trial_id); break
     else:
         if len(trials) >= n_trials: return None
